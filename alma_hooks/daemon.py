@@ -1,0 +1,246 @@
+"""The warm engine: one per user, holds the model and open stores, answers hooks over a Unix socket.
+
+- Single instance: an exclusive ``flock`` on ``run/engine.lock``; a second
+  engine exits at once.
+- Socket and its directory are user-only (0700 dir, 0600 socket).
+- Exits after ``engine.idle_timeout_s`` without requests (default 15 min), when
+  the installed alma-hooks changes (version file's mtime), on ``stop``, or on
+  SIGTERM; the socket and pid files are removed on the way out.
+- Between requests it embeds pending memories, so a capture becomes findable
+  by meaning without the hook ever computing an embedding.
+
+Run ``python -m alma_hooks.daemon serve`` (the hooks and ``alma-hooks engine start`` do).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__, events
+from .config import data_dir, ensure_private_dir, load_config
+from .daemon_client import request, run_dir, socket_path
+from .storage.sqlite import SQLiteStore
+
+log = logging.getLogger("alma_hooks.daemon")
+VERSION_FILE = Path(__file__).resolve().parent / "__init__.py"
+EMBED_BATCH = 32
+
+
+class Engine:
+    """The engine's state: the embedder, one store per DB path, a query-vector cache."""
+
+    def __init__(self, home: Path, idle_timeout_s: float | None = None) -> None:
+        self.home = home
+        self.idle_timeout_s = idle_timeout_s
+        self.stores: dict[str, SQLiteStore] = {}
+        self.version_stamp = self._version_stamp()
+        self.started = time.time()
+        self.requests = 0
+        from .embedding import get_embedder
+        from .retrieval.cache import EmbeddingCache
+
+        self.embedder = get_embedder()
+        self.cache = EmbeddingCache(home / "cache" / "embeddings.db", self.embedder.model_id)
+
+    @staticmethod
+    def _version_stamp() -> tuple[str, int]:
+        try:
+            return (__version__, VERSION_FILE.stat().st_mtime_ns)
+        except OSError:
+            return (__version__, 0)
+
+    def embed(self, text: str) -> list[float]:
+        return self.cache.get_or_compute(text, lambda t: self.embedder.embed([t])[0])
+
+    def store(self, config: Any) -> SQLiteStore:
+        key = str(config.db_path)
+        if key not in self.stores:
+            self.stores[key] = SQLiteStore(config.db_path, config.policy, actor="engine")
+        store = self.stores[key]
+        store.policy = config.policy
+        return store
+
+    # ------------------------------------------------------------ requests
+    def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
+        op = msg.get("op")
+        self.requests += 1
+        if op == "ping":
+            return {"ok": True, "pid": os.getpid(), "version": __version__, "uptime_s": time.time() - self.started,
+                    "requests": self.requests, "model": self.embedder.model_id}
+        if op == "embed":
+            return {"vectors": [self.embed(str(t)) for t in msg.get("texts", [])]}
+        if op == "slice":
+            payload = msg.get("payload") or {}
+            ctx = events.make_context(payload, store_factory=self.store, embed=self.embed)
+            if ctx is None:
+                return {"text": ""}
+            return {"text": events.inject_text(ctx, str(msg.get("event")), str(msg.get("query") or ""))}
+        if op == "stop":
+            return {"ok": True, "stopping": True}
+        return {"error": f"unknown op {op!r}"}
+
+    def background(self) -> int:
+        """Embed pending memories of every open store; returns how many."""
+        done = 0
+        for store in list(self.stores.values()):
+            pending = store.pending_embeddings(EMBED_BATCH)
+            if pending:
+                vecs = self.embedder.embed([t for _, t in pending])
+                done += store.set_embeddings(self.embedder.model_id, [(i, v) for (i, _), v in zip(pending, vecs)])
+        return done
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
+        self.cache.close()
+
+
+def serve(home: Path | None = None, idle_timeout_s: float | None = None) -> int:
+    """Run the engine until idle, stopped, or upgraded. Returns 0; 3 when another engine runs."""
+    home = home or data_dir()
+    rd = ensure_private_dir(run_dir(home))
+    lock = os.fdopen(os.open(rd / "engine.lock", os.O_RDWR | os.O_CREAT, 0o600), "r+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 3
+    from .entry import setup_logging
+
+    setup_logging(home)
+    sock_path = socket_path(home)
+    if idle_timeout_s is None:
+        idle_timeout_s = float(load_config(home, {"ALMA_HOME": str(home)}).get("engine.idle_timeout_s", 900))
+    server = None
+    engine = None
+    try:
+        engine = Engine(home, idle_timeout_s)
+        if sock_path.exists():
+            sock_path.unlink()
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            server.bind(str(sock_path))
+        finally:
+            os.umask(old)
+        os.chmod(sock_path, 0o600)
+        server.listen(64)
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        for marker in (rd / "engine.starting",):
+            marker.unlink(missing_ok=True)
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        _loop(engine, server, idle_timeout_s)
+    except SystemExit:
+        pass
+    except Exception:  # noqa: BLE001 - logged; the engine is optional, hooks answer without it
+        log.exception("engine stopped on an error")
+    finally:
+        if server is not None:
+            server.close()
+        try:
+            sock_path.unlink()
+        except OSError:
+            pass
+        if engine is not None:
+            engine.close()
+        lock.close()
+    return 0
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def _loop(engine: Engine, server: socket.socket, idle_timeout_s: float) -> None:
+    last_request = time.monotonic()
+    server.settimeout(1.0)
+    while True:
+        try:
+            conn, _ = server.accept()
+        except socket.timeout:
+            if engine.background() == 0:
+                if time.monotonic() - last_request > idle_timeout_s:
+                    log.info("engine idle for %.0f s: exiting", idle_timeout_s)
+                    return
+                if engine._version_stamp() != engine.version_stamp:
+                    log.info("alma-hooks changed on disk: engine exiting")
+                    return
+            continue
+        last_request = time.monotonic()
+        with conn:
+            reply = _serve_one(engine, conn)
+        if reply.get("stopping"):
+            return
+
+
+def _serve_one(engine: Engine, conn: socket.socket) -> dict[str, Any]:
+    conn.settimeout(5.0)
+    try:
+        buf = b""
+        while not buf.endswith(b"\n") and len(buf) < 64 * 1024 * 1024:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        msg = json.loads(buf or b"{}")
+        reply = engine.handle(msg if isinstance(msg, dict) else {})
+    except Exception as e:  # noqa: BLE001 - one bad request must not end the engine
+        log.warning("engine request failed: %s: %s", type(e).__name__, e, exc_info=True)
+        reply = {"error": type(e).__name__}
+    try:
+        conn.sendall(json.dumps(reply).encode() + b"\n")
+    except OSError:
+        pass
+    return reply
+
+
+def status(home: Path | None = None) -> dict[str, Any] | None:
+    """The running engine's ping reply, or None."""
+    return request(home or data_dir(), {"op": "ping"}, 2.0)
+
+
+def stop(home: Path | None = None, wait_s: float = 5.0) -> bool:
+    """Ask the engine to exit and wait until its socket is gone."""
+    home = home or data_dir()
+    if request(home, {"op": "stop"}, 2.0) is None:
+        return False
+    deadline = time.monotonic() + wait_s
+    while socket_path(home).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
+
+
+def start(home: Path | None = None, wait_s: float = 10.0) -> dict[str, Any] | None:
+    """Start the engine detached (if not running) and wait for its first answer."""
+    from .daemon_client import spawn
+
+    home = home or data_dir()
+    info = status(home)
+    if info:
+        return info
+    (run_dir(home) / "engine.starting").unlink(missing_ok=True)
+    spawn(home)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        info = status(home)
+        if info:
+            return info
+        time.sleep(0.1)
+    return None
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        sys.exit(serve())
+    print("usage: python -m alma_hooks.daemon serve", file=sys.stderr)
+    sys.exit(2)

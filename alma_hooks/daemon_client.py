@@ -1,0 +1,84 @@
+"""The hook side of the warm engine: find it, ask it, or start it. Stdlib only.
+
+The engine listens on a Unix socket in ``<data dir>/run`` (0700). One request
+per connection: a JSON line in, a JSON line out. A hook never waits for the
+model to load: no socket, a refused connection or a slow answer all mean
+"answer yourself" (lexical retrieval), and the engine is started for next time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SPAWN_GRACE_S = 10.0
+
+
+def run_dir(home: Path) -> Path:
+    return home / "run"
+
+
+def socket_path(home: Path) -> Path:
+    return run_dir(home) / "engine.sock"
+
+
+def request(home: Path, message: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+    """Send one request to the engine; None when there is no engine or it is too slow."""
+    path = socket_path(home)
+    if not path.exists():
+        return None
+    deadline = time.monotonic() + timeout_s
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout_s)
+            s.connect(str(path))
+            s.sendall(json.dumps(message).encode() + b"\n")
+            chunks = []
+            while True:
+                s.settimeout(max(0.001, deadline - time.monotonic()))
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if chunk.endswith(b"\n"):
+                    break
+        reply = json.loads(b"".join(chunks) or b"null")
+    except (OSError, ValueError):
+        return None
+    return reply if isinstance(reply, dict) else None
+
+
+def spawn(home: Path) -> bool:
+    """Start the engine detached unless one is running or was started moments ago."""
+    rd = run_dir(home)
+    marker = rd / "engine.starting"
+    try:
+        rd.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if marker.exists() and time.time() - marker.stat().st_mtime < SPAWN_GRACE_S:
+            return False
+        marker.touch(mode=0o600)
+        pid = os.fork()
+    except OSError:
+        return False
+    if pid:
+        try:
+            os.waitpid(pid, 0)  # the intermediate child exits at once: no zombie, no orphan of ours
+        except OSError:
+            pass
+        return True
+    try:  # first child: detach, fork again, exec the engine
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        env = dict(os.environ, ALMA_HOME=str(home))
+        os.execve(sys.executable, [sys.executable, "-m", "alma_hooks.daemon", "serve"], env)
+    finally:
+        os._exit(0)

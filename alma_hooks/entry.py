@@ -1,0 +1,190 @@
+"""The hook process: read stdin, handle the event, print JSON, exit 0. Always.
+
+This module holds the one catch-all of the package (``except BaseException``
+in :func:`main`): a memory hook must never break or block Claude Code, so any
+error, bad input or timeout becomes a log line and an exit 0 with empty or
+valid output. Exit code 2 would erase the user's prompt or block a tool, so it
+is never used.
+
+Import path kept tiny on purpose (no click, yaml, numpy, onnxruntime, azure):
+Python start-up plus imports are most of a hook's latency.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MAX_STDIN = 32 * 1024 * 1024
+#: Our own deadline per event, a little under the timeout in hooks/hooks.json.
+DEADLINES = {"SessionStart": 8.0, "UserPromptSubmit": 8.0, "SubagentStart": 8.0, "PreToolUse": 4.0,
+             "PostToolUse": 4.0, "PostToolUseFailure": 4.0, "Stop": 12.0, "SubagentStop": 12.0, "SessionEnd": 12.0}
+CAPTURE_EVENTS = ("PostToolUse", "PostToolUseFailure", "Stop", "SubagentStop", "PreToolUse")
+ENGINE_TIMEOUT_S = 0.3
+HOOK_BUSY_TIMEOUT_MS = 1500
+LOG_BYTES = 1_000_000
+
+
+class _Deadline(Exception):
+    pass
+
+
+class _LazyRotatingHandler(logging.Handler):
+    """A rotating file handler created on the first record (logging.handlers costs imports)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(logging.WARNING)
+        self.path = path
+        self.inner: logging.Handler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.inner is None:
+            from logging.handlers import RotatingFileHandler
+
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            old = os.umask(0o077)
+            try:
+                self.inner = RotatingFileHandler(self.path, maxBytes=LOG_BYTES, backupCount=3, encoding="utf-8")
+            finally:
+                os.umask(old)
+            self.inner.setFormatter(_RedactingFormatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
+        self.inner.emit(record)
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Logs never hold secrets: every line passes the redactor."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from .redact import redact
+
+        return redact(super().format(record))
+
+
+def setup_logging(home: Path) -> None:
+    root = logging.getLogger("alma_hooks")
+    if not any(isinstance(h, _LazyRotatingHandler) for h in root.handlers):
+        root.addHandler(_LazyRotatingHandler(home / "logs" / "hooks.log"))
+    root.setLevel(logging.WARNING)
+    root.propagate = False
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _Deadline("hook deadline reached")
+
+
+def _remote(home: Path):  # type: ignore[no-untyped-def]
+    """The engine call used by handlers; starts the engine when there is none."""
+    from . import daemon_client
+
+    def ask(ctx: Any, event: str, query: str) -> str | None:
+        msg = {"op": "slice", "event": event, "query": query, "payload": ctx.payload}
+        reply = daemon_client.request(home, msg, ENGINE_TIMEOUT_S)
+        if reply is None:
+            daemon_client.spawn(home)
+            return None
+        text = reply.get("text")
+        return text if isinstance(text, str) else None
+
+    return ask
+
+
+def _store_factory(config: Any) -> Any:
+    from .storage.sqlite import SQLiteStore
+
+    return SQLiteStore(config.db_path, config.policy, busy_timeout_ms=HOOK_BUSY_TIMEOUT_MS, actor="hook")
+
+
+def run(payload: dict[str, Any], home: Path) -> dict[str, Any] | None:
+    """Handle one payload in this process (the engine is asked for slices only)."""
+    from . import events, spool
+
+    ctx = events.make_context(payload, store_factory=_store_factory, remote=_remote(home))
+    if ctx is None:
+        return None
+    try:
+        if any(True for _ in spool.pending(home)):
+            spool.replay(home, lambda p: _replay_one(p, ctx.store), limit=50)
+        return events.handle(ctx)
+    finally:
+        ctx.store.close()
+
+
+def _replay_one(payload: dict[str, Any], store: Any) -> None:
+    from . import events
+
+    ctx = events.make_context(payload, store_factory=lambda _c: store)
+    if ctx is not None:
+        events.handle(ctx)
+
+
+def _quarantine_if_corrupt(payload: dict[str, Any]) -> None:
+    from .config import load_config
+    from .storage.sqlite import quarantine_if_corrupt
+
+    cwd = payload.get("cwd")
+    quarantine_if_corrupt(load_config(cwd if isinstance(cwd, str) and cwd else None).db_path)
+
+
+def main() -> int:
+    """Entry point of every hook. Returns 0 whatever happens."""
+    from .config import data_dir
+
+    home = data_dir()
+    payload: dict[str, Any] = {}
+    out: dict[str, Any] | None = None
+    log = logging.getLogger("alma_hooks.entry")
+    try:
+        setup_logging(home)
+        raw = sys.stdin.buffer.read(MAX_STDIN + 1)
+        if len(raw) > MAX_STDIN:
+            raise ValueError(f"hook input over {MAX_STDIN} bytes")
+        decoded = json.loads(raw.decode("utf-8", errors="replace"))
+        if not isinstance(decoded, dict):
+            raise ValueError(f"hook input is {type(decoded).__name__}, not an object")
+        payload = decoded
+        event = str(payload.get("hook_event_name") or "")
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, DEADLINES.get(event, 4.0))
+        started = time.monotonic()
+        out = run(payload, home)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        log.debug("%s handled in %.1f ms", event, (time.monotonic() - started) * 1000)
+    except BaseException as e:  # noqa: BLE001 - the one catch-all: a hook fails open, always
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        out = None
+        _fail_open(e, payload, home, log)
+    if out:
+        try:
+            sys.stdout.write(json.dumps(out, ensure_ascii=False))
+            sys.stdout.flush()
+        except BaseException:  # noqa: BLE001 - a closed stdout must not turn into a non-zero exit
+            pass
+    return 0
+
+
+def _fail_open(error: BaseException, payload: dict[str, Any], home: Path, log: logging.Logger) -> None:
+    """Log the error; keep a capture that could not be written; quarantine a corrupt DB."""
+    try:
+        from .errors import StoreCorrupt, StoreUnavailable
+
+        event = payload.get("hook_event_name", "?")
+        log.warning("%s failed open: %s: %s", event, type(error).__name__, error,
+                    exc_info=not isinstance(error, (StoreUnavailable, _Deadline, ValueError)))
+        if event in CAPTURE_EVENTS and isinstance(error, (StoreUnavailable, _Deadline)):
+            from . import spool
+
+            spool.put(home, payload)
+        if isinstance(error, StoreCorrupt):
+            _quarantine_if_corrupt(payload)
+    except BaseException:  # noqa: BLE001 - even logging may fail (disk full); still exit 0
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover - hooks/alma-hook runs main()
+    sys.exit(main())

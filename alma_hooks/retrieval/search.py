@@ -1,0 +1,149 @@
+"""Hybrid retrieval: KNN inside the scope + FTS5 BM25, fused, scored, de-duplicated, packed.
+
+This module is imported by hook processes, so it stays stdlib-only: the query
+vector comes from an ``embed`` callable (the warm engine or the in-process
+model) or is absent, in which case retrieval is lexical only.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Config
+from ..storage.base import Store
+from ..types import MEMORY_TYPES, Hit, Memory, MemorySlice, Scope
+from .budget import DEFAULT_BUDGET, clamp_budget, render_slice
+from .cache import ResultCache
+from .scoring import Weights, final_score, fuse
+
+EmbedFn = Callable[[str], Sequence[float]]
+
+#: Function words that carry no topic; dropped from the lexical query only.
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below between both
+but by can could did do does doing down during each few for from further had has have having he her here hers
+herself him himself his how i if in into is it its itself just let me more most my myself no nor not now of off
+on once only or other our ours ourselves out over own same she should so some such than that the their theirs
+them themselves then there these they this those through to too under until up very was we were what when where
+which while who whom why will with would you your yours yourself yourselves please thanks thank hey hi ok okay
+also get got go going want wants need needs make made like
+""".split())
+_WORD = re.compile(r"[\w][\w'.-]*")
+
+
+def lexical_query(text: str) -> str:
+    """The words of ``text`` worth matching: no stopwords, no one-letter tokens (kept if nothing else is left)."""
+    words = [w.strip("'.-") for w in _WORD.findall(text.lower())]
+    kept = [w for w in words if len(w) > 1 and w not in STOPWORDS]
+    return " ".join(kept or words)
+
+
+def _tokens(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+
+
+def near_duplicate(a: Memory, b: Memory, threshold: float = 0.8) -> bool:
+    """Two memories saying the same thing (word-set Jaccard above ``threshold``)."""
+    ta, tb = _tokens(a.text), _tokens(b.text)
+    if not ta or not tb:
+        return a.text.strip() == b.text.strip()
+    return len(ta & tb) / len(ta | tb) >= threshold
+
+
+@dataclass
+class Retriever:
+    """Ranks the memories of one scope for a query."""
+
+    store: Store
+    config: Config
+    embed: EmbedFn | None = None
+    cache: ResultCache | None = None
+    now: Callable[[], float] = time.time
+    weights: Weights = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.weights = Weights.from_config(self.config.get("retrieval.weights"))
+        self.half_life = float(self.config.get("retrieval.recency_half_life_days", 30))
+        self.k = int(self.config.get("retrieval.k", 8))
+        self.min_score = float(self.config.get("retrieval.min_score", 0.25))
+
+    def search(self, scope: Scope, query: str, *, types: Sequence[str] | None = None, k: int = 10,
+               vector: Sequence[float] | None = None) -> list[Hit]:
+        """Visible memories for ``query``, best first; ``Hit.score`` is the final score."""
+        types = list(types or MEMORY_TYPES)
+        key = (query, k, tuple(types), vector is None and self.embed is None)
+        generation = self.store.generation(scope) if self.cache is not None else 0
+        if self.cache is not None:
+            cached = self.cache.get(scope, key, generation)
+            if cached is not None:
+                return cached
+        hits = self._search(scope, query, types, k, vector)
+        if self.cache is not None:
+            self.cache.put(scope, key, generation, hits)
+        return hits
+
+    def _search(self, scope: Scope, query: str, types: list[str], k: int,
+                vector: Sequence[float] | None) -> list[Hit]:
+        per_type = max(self.k, k)
+        cands: dict[str, dict[str, Any]] = {}
+        if vector is None and self.embed is not None and query.strip():
+            vector = self.embed(query)
+        if vector is not None:
+            for hit in self.store.knn(scope, vector, per_type, types):
+                cands[hit.memory.id] = {"m": hit.memory, "sim": hit.similarity, "lex": None}
+        lex_hits = self.store.lexical(scope, lexical_query(query), per_type * len(types), types)
+        if lex_hits:
+            top = max(h.score for h in lex_hits)
+            squash = top / (top + 4.0)  # an absolute sense of how good the best lexical match is
+            for hit in lex_hits:
+                c = cands.setdefault(hit.memory.id, {"m": hit.memory, "sim": None, "lex": None})
+                c["lex"] = hit.score / top * squash
+        now = self.now()
+        hits = []
+        for c in cands.values():
+            rel = fuse(c["sim"], c["lex"])
+            hits.append(Hit(c["m"], final_score(c["m"], rel, now, self.weights, self.half_life),
+                            c["sim"] if c["sim"] is not None else 0.0, rel))
+        hits.sort(key=lambda h: -h.score)
+        return hits[:k]
+
+    def slice_for_prompt(self, scope: Scope, prompt: str, *, budget: int | None = None,
+                         exclude: dict[str, int] | None = None,
+                         vector: Sequence[float] | None = None) -> MemorySlice:
+        """The memory slice for a task prompt: relevant items, per-type quotas, under the token budget."""
+        budget = clamp_budget(self.config.budget_tokens if budget is None else budget)
+        hits = self.search(scope, prompt, k=4 * self.k, vector=vector)
+        chosen = self._select(hits, exclude or {}, relevant_only=True)
+        return render_slice(chosen, budget)
+
+    def digest(self, scope: Scope, *, budget: int | None = None, exclude: dict[str, int] | None = None) -> MemorySlice:
+        """The SessionStart digest: the most trusted heuristics, warnings and preferences, no query."""
+        budget = clamp_budget(int(self.config.get("retrieval.digest_tokens", 300)) if budget is None else budget)
+        now = self.now()
+        hits = [Hit(m, final_score(m, 0.5, now, self.weights, self.half_life))
+                for m in self.store.list(scope, ["heuristic", "anti_pattern", "preference"], limit=200)]
+        hits.sort(key=lambda h: -h.score)
+        return render_slice(self._select(hits, exclude or {}, relevant_only=False), budget)
+
+    def _select(self, hits: list[Hit], exclude: dict[str, int], *, relevant_only: bool) -> list[Hit]:
+        quotas = dict(self.config.get("retrieval.quotas") or {})
+        chosen: list[Hit] = []
+        for hit in hits:
+            m = hit.memory
+            if exclude.get(m.id) == m.version:
+                continue  # already injected in this session and unchanged
+            if relevant_only and hit.relevance < self.min_score:
+                continue
+            if quotas.get(m.type, 3) <= sum(1 for c in chosen if c.memory.type == m.type):
+                continue
+            if any(near_duplicate(m, c.memory) for c in chosen):
+                continue
+            chosen.append(hit)
+        return chosen
+
+
+__all__ = ["Retriever", "lexical_query", "near_duplicate", "DEFAULT_BUDGET"]
