@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, events
@@ -58,8 +59,14 @@ class Engine:
         except OSError:
             return (__version__, 0)
 
-    def embed(self, text: str) -> list[float]:
-        return self.cache.get_or_compute(text, lambda t: self.embedder.embed([t])[0])
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Vectors of ``texts``, through the query cache; misses are embedded in one batch."""
+        from .retrieval.cache import text_key
+
+        missing = [t for t in dict.fromkeys(texts) if not self.cache.has(text_key(t, self.embedder.model_id))]
+        fresh = dict(zip(missing, self.embedder.embed(missing))) if missing else {}
+        return [self.cache.get_or_compute(t, lambda x: fresh[x] if x in fresh else self.embedder.embed([x])[0])
+                for t in texts]
 
     def store(self, config: Any) -> SQLiteStore:
         key = str(config.db_path)
@@ -77,7 +84,7 @@ class Engine:
             return {"ok": True, "pid": os.getpid(), "version": __version__, "uptime_s": time.time() - self.started,
                     "requests": self.requests, "model": self.embedder.model_id}
         if op == "embed":
-            return {"vectors": [self.embed(str(t)) for t in msg.get("texts", [])]}
+            return {"vectors": self.embed([str(t) for t in msg.get("texts", [])])}
         if op == "slice":
             payload = msg.get("payload") or {}
             ctx = events.make_context(payload, store_factory=self.store, embed=self.embed)

@@ -25,8 +25,10 @@ MAX_STDIN = 32 * 1024 * 1024
 #: Our own deadline per event, a little under the timeout in hooks/hooks.json.
 DEADLINES = {"SessionStart": 8.0, "UserPromptSubmit": 8.0, "SubagentStart": 8.0, "PreToolUse": 4.0,
              "PostToolUse": 4.0, "PostToolUseFailure": 4.0, "Stop": 12.0, "SubagentStop": 12.0, "SessionEnd": 12.0}
+LEARN_EVENTS = ("Stop", "SubagentStop", "UserPromptSubmit")
 CAPTURE_EVENTS = ("PostToolUse", "PostToolUseFailure", "Stop", "SubagentStop", "PreToolUse")
 ENGINE_TIMEOUT_S = 0.3
+EMBED_TIMEOUT_S = 3.0
 HOOK_BUSY_TIMEOUT_MS = 1500
 LOG_BYTES = 1_000_000
 
@@ -94,6 +96,18 @@ def _remote(home: Path):  # type: ignore[no-untyped-def]
     return ask
 
 
+def _remote_embed(home: Path):  # type: ignore[no-untyped-def]
+    """Embeddings from the warm engine for learning; None (lexical learning) when it is not there."""
+    from . import daemon_client
+
+    def embed(texts: Any) -> Any:
+        reply = daemon_client.request(home, {"op": "embed", "texts": list(texts)}, EMBED_TIMEOUT_S)
+        vectors = reply.get("vectors") if reply else None
+        return vectors if isinstance(vectors, list) and len(vectors) == len(texts) else None
+
+    return embed
+
+
 def _store_factory(config: Any) -> Any:
     from .storage.sqlite import SQLiteStore
 
@@ -104,7 +118,8 @@ def run(payload: dict[str, Any], home: Path) -> dict[str, Any] | None:
     """Handle one payload in this process (the engine is asked for slices only)."""
     from . import events, spool
 
-    ctx = events.make_context(payload, store_factory=_store_factory, remote=_remote(home))
+    ctx = events.make_context(payload, store_factory=_store_factory, remote=_remote(home),
+                              embed=_remote_embed(home) if payload.get("hook_event_name") in LEARN_EVENTS else None)
     if ctx is None:
         return None
     try:

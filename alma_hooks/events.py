@@ -37,7 +37,8 @@ from .types import MAIN_AGENT, ExecutionEvent, MemorySlice, Outcome, Preference,
 
 log = logging.getLogger("alma_hooks.events")
 
-EmbedFn = Callable[[str], Sequence[float]]
+#: Texts -> vectors, or None when no embedder answers (then retrieval and learning go lexical).
+EmbedFn = Callable[[Sequence[str]], "Sequence[Sequence[float]] | None"]
 #: Asks the warm engine for a slice: (context, event, query) -> rendered text, or None to do it here.
 RemoteFn = Callable[["Context", str, str], "str | None"]
 MAX_TASK_TEXT = 2000
@@ -72,6 +73,17 @@ def _inject(event: str, text: str) -> dict[str, Any] | None:
     return {"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}} if text else None
 
 
+def _single(embed: EmbedFn | None) -> Callable[[str], Sequence[float] | None] | None:
+    if embed is None:
+        return None
+
+    def one(text: str) -> Sequence[float] | None:
+        vectors = embed([text])
+        return vectors[0] if vectors else None
+
+    return one
+
+
 def _record(ctx: Context, event: str, sl: MemorySlice) -> None:
     if not sl:
         return
@@ -82,13 +94,15 @@ def _record(ctx: Context, event: str, sl: MemorySlice) -> None:
 
 def inject_text(ctx: Context, event: str, query: str) -> str:
     """The slice for ``query`` (the digest when empty), recorded as injected; from the engine when it answers."""
+    embed = ctx.embed
     if ctx.remote is not None:
         text = ctx.remote(ctx, event, query)
         if text is not None:
             return text
+        embed = None  # the engine did not answer: do not wait for it again, go lexical
     from .retrieval.search import Retriever
 
-    retriever = Retriever(ctx.store, ctx.config, ctx.embed)
+    retriever = Retriever(ctx.store, ctx.config, _single(embed))
     seen = ctx.store.injected(ctx.scope, ctx.session_id)
     sl = retriever.slice_for_prompt(ctx.scope, query, exclude=seen) if query.strip() else retriever.digest(
         ctx.scope, exclude=seen)

@@ -107,6 +107,7 @@ class Heuristic(Memory):
     successes: int = 0
     trials: int = 0
     last_validated: float = field(default_factory=now)
+    strategy_key: str = ""
 
     @property
     def text(self) -> str:
@@ -123,6 +124,7 @@ class AntiPattern(Memory):
     alternative: str = ""
     occurrence_count: int = 0
     last_validated: float = field(default_factory=now)
+    strategy_key: str = ""
 
     @property
     def text(self) -> str:
@@ -176,7 +178,8 @@ class Outcome(Memory):
 
     @property
     def text(self) -> str:
-        return f"{self.task_description} -> {self.strategy_used}" if self.strategy_used else self.task_description
+        # the task alone: similar tasks must match whatever strategy each one used
+        return self.task_description
 
 
 MEMORY_TYPES: dict[str, type[Memory]] = {

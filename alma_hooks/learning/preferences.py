@@ -20,6 +20,9 @@ CATEGORIES = ("tooling", "style", "testing", "communication", "workflow", "gener
 
 #: Prompts longer than this are mostly pasted material: only their first and last sentence count.
 LONG_PROMPT = 2000
+#: A sentence longer than this is pasted text (a log line, a blob), never a standing instruction;
+#: skipping it also bounds the regex work per prompt.
+LONG_SENTENCE = 400
 
 
 @dataclass(frozen=True)
@@ -38,29 +41,27 @@ class DetectedPreference:
 
 # --------------------------------------------------------------------------- vocabulary
 
-# Base forms of verbs that start an instruction to a coding agent. A clause that a
-# standing marker ("from now on", "in this repo") leads or trails must start with one.
+# Base forms of verbs that open an instruction to a coding agent. Every rule needs its
+# clause to open with one (after "always", "don't", "stop ...ing" and the like), which is what
+# separates "Always use pnpm" from "Always getting a 401" or "Never seen this before".
 _VERBS = frozenset("""
-    abbreviate add align annotate answer apply ask assume avoid be break bump call capitalize
-    capitalise check choose close comment commit configure create declare default delete deploy
-    describe document edit end explain export expose extract follow force format generate give go
-    hardcode ignore import include indent inline install keep label leave limit lint log make
-    merge mock modify mutate name nest open output pass pin prefer prefix print pull push put
-    quote raise rebase reference regenerate remove rename reply report respond return reuse review
-    run say separate show sign skip sort split squash stage start stash stick store suppress swallow
-    switch tag talk tell test throw touch type update use verify wait wrap write summarize summarise
-    delete drop rewrite refactor fix translate cite link mention flag warn announce emit catch handle
-    reply prompt confirm guess invent hallucinate assume spell validate sanitize escape encode
-    sleep retry loop block bypass disable enable
+    abbreviate add align allow amend annotate answer append apologize apologise apply ask assume
+    avoid await be begin benchmark block bootstrap break build bump bundle bypass cache call
+    capitalize capitalise catch chain change check choose cite clean clone close comment commit
+    compile configure confirm copy create debug declare default define delete depend deploy describe
+    disable do document downgrade drop echo edit emit enable encode encrypt end escape explain
+    export expose extract fetch fix flag follow force format generate give go guess handle hardcode
+    hash hide ignore import include indent inline install invent keep label leave let limit link
+    lint load lock log loop make mark measure mention merge migrate minify mock modify monitor move
+    mutate name nest notify open optimize optimise output override overwrite pad paste patch pin
+    poll prefer prefix prepend pretend print profile promise prompt publish pull push put query
+    quote raise read rebase refactor reference regenerate release reload rely remove rename render
+    reorder repeat reply report respond restart retry return reuse review revert rewrite roll run
+    sanitize sanitise save say scaffold search seed send set ship show sign simplify skip sleep sort
+    speculate spell split squash stage start stash stick store stub style summarize summarise
+    suppress swallow switch tag talk tell test throw touch trace translate trust truncate type
+    uninstall update upgrade upload use validate vendor verify wait warn wrap write
 """.split())
-
-# Verbs that start one-off requests even after "don't"/"never": "don't worry", "never mind".
-_NOT_INSTRUCTION = frozenset("""
-    mind worry forget thought gonna again ever before been had was were did got knew saw is are
-    worked happened a an the this that it in on at for to with from by of about after once too
-""".split())
-
-_PAST_ED_OK = frozenset({"need", "embed", "proceed", "exceed", "succeed", "feed", "seed", "speed", "shed"})
 
 # Mass nouns and language names that make "don't use X in <context>" a general rule.
 _GENERIC_CONTEXTS = frozenset("""
@@ -81,7 +82,11 @@ _FILLER = re.compile(
     r"for the record|as i said|like i said|i told you to|i said)\b[\s,:;.!\-]*",
     re.I,
 )
-_CORRECTION = re.compile(r"^(?:no+|nope|nah|wrong|actually|not like that|not quite)(?:[\s,.!]+no+)?\b[\s,:;.!\-]+", re.I)
+_CORRECTION = re.compile(
+    r"^(?:(?:no+|nope|nah|wrong|actually|not like that|not quite)(?:[\s,.!]+no+)?[,:;.!\u2013\u2014-]+\s*"
+    r"|(?:nope|nah|actually|no+(?=\s+(?:please\s+)?(?:use|prefer|run|go|stick)\b))\s+)",
+    re.I,
+)
 
 # --------------------------------------------------------------------------- sentence filters
 
@@ -113,7 +118,9 @@ _LOCATION = re.compile(
     r"script|dockerfile|header|footer|form|button|view|route|handler|query|table|helper)\b",
     re.I,
 )
-_DEICTIC = re.compile(rf"\b(?:this|that|these|those)\b(?!\s+{_REPO_NOUNS}\b)|\b(?:the (?:other|gray|grey|same) one)\b", re.I)
+_CODE_LOCATION = re.compile(r"\b(?:in|inside|from|to)\s+`?[\w.]+\(\)|\b(?:in|inside)\s+`?[\w./-]+/[\w.-]+\.\w{1,5}\b", re.I)
+# "that" right after a plural noun is a relative pronoun ("comments that restate the code").
+_DEICTIC = re.compile(rf"(?:\b(?:this|these|those)|(?<![a-z]s )\bthat)\b(?!\s+{_REPO_NOUNS}\b)|\b(?:the (?:other|gray|grey|same) one)\b", re.I)
 # Log, compiler and linter lines; code comments; shell and quote lines.
 _LOG_OR_CODE = re.compile(
     r"^(?:[\w.\-\[\]]*(?:error|warning|warn|exception|info|debug|fatal|notice)\b.*?:|npm (?:warn|err!?)|"
@@ -135,14 +142,15 @@ _WE_HABIT = re.compile(r"^we\s+(?:always|never|only|generally|usually)?\s*(\w+)\
 _STANDING_MARKER = re.compile(
     rf"\b(?:from now on|from here on(?: out)?|going forward|moving forward|in (?:the )?future|"
     rf"for future reference|by default|as a (?:general )?rule|in (?:this|our|the) {_REPO_NOUNS}|"
-    rf"in all (?:new |future )?\w+|for all (?:new |future )?\w+|in new code|from today on)\b",
+    rf"in all (?:new |future )?\w+|for all (?:new |future )?\w+|in new code|from today on)\b"
+    rf"|,\s*always(?=[\s.!]*$)",
     re.I,
 )
 _EDGE_AFTER = re.compile(r"^\s*(?:[,.!;:\-]|$)")
 _HABITUAL_LEAD = re.compile(r"^(?:whenever|every time|each time|any ?time)\b[^,]*,\s*", re.I)
 _FIRST_PERSON = re.compile(
     rf"^(?:i|we)(?:\s+(?:really\s+|strongly\s+|generally\s+|usually\s+|personally\s+|much\s+|definitely\s+|also\s+)?"
-    rf"(?:prefer|would\s+prefer|would\s+rather)|{_APOS}d\s+(?:much\s+)?(?:prefer|rather))\b(?!\s+not\b)"
+    rf"(?:prefer|would\s+prefer|would\s+rather)|{_APOS}d\s+(?:much\s+)?(?:prefer|rather))(?![\w-])(?!\s+not\b)"
     rf"|^i\s+(?:really\s+|much\s+)?like\s+.+?\s+(?:better|more)\b"
     rf"|^i\s+(?:hate|dislike|don{_APOS}t\s+like|do\s+not\s+like|can{_APOS}t\s+stand)\s+(?:it\s+)?when\s+you\s+\w+",
     re.I,
@@ -192,15 +200,24 @@ def detect_preference(prompt: str) -> DetectedPreference | None:
     """The standing instruction in ``prompt``, or None when it holds none (or it is unclear)."""
     if not prompt or prompt.lstrip().startswith("<task-notification>"):
         return None
-    masked, restore = _mask(_strip_blocks(prompt))
+    text = _strip_blocks(prompt)
+    if len(prompt) > LONG_PROMPT:
+        # Only the opening and closing sentences of a long paste can be the user talking.
+        head, tail = text[: 2 * LONG_SENTENCE], text[-2 * LONG_SENTENCE:]
+        text = f"{head}\n{tail}" if len(text) > 4 * LONG_SENTENCE else text
+    masked, restore = _mask(text)
     sentences = _sentences(masked)
     if len(prompt) > LONG_PROMPT:
         sentences = sentences[:1] + sentences[-1:] if len(sentences) > 1 else sentences
     best: tuple[int, str] | None = None
     for sentence in sentences:
+        if len(sentence) > LONG_SENTENCE:
+            continue
         strength = _sentence_strength(sentence)
         if strength and (best is None or strength > best[0]):
             best = (strength, sentence)
+            if strength == _STRONG:
+                break
     if best is None:
         return None
     statement = _normalise(best[1])
@@ -260,7 +277,7 @@ def _sentences(text: str) -> list[str]:
         if not piece:
             continue
         if out and len(piece.split()) == 1 and not out[-1].endswith("?"):
-            out[-1] = f"{out[-1]} {piece}"
+            out[-1] = f"{out[-1].rstrip('.!')}, {piece[:1].lower()}{piece[1:]}"
         else:
             out.append(piece)
     return out
@@ -324,21 +341,32 @@ def _rejected(body: str) -> bool:
 
 
 def _one_off(body: str) -> bool:
-    return bool(_ONE_OFF.search(body) or _LOCATION.search(body) or _DEICTIC.search(body))
+    return bool(
+        _ONE_OFF.search(body) or _LOCATION.search(body) or _CODE_LOCATION.search(body) or _DEICTIC.search(body)
+    )
 
 
 def _clause_strength(text: str, corrected: bool) -> int:
     """Match one clause (running to the end of its sentence) against the instruction patterns."""
-    if _always_rule(text) or _FIRST_PERSON.match(text) or _habit_rule(text):
-        return _STRONG if not _ONE_OFF.search(text) else 0
-    if _STOP_DOING.match(text) and not _STOP_DOING.match(text).group(1).lower().endswith("thing"):
-        return _WEAK
-    if _swap_rule(text, corrected):
-        return _STRONG if corrected or text.lower().startswith(("prefer", "please prefer")) else _WEAK
+    if _always_rule(text) or _habit_rule(text):
+        return 0 if _ONE_OFF.search(text) else _STRONG
+    if _FIRST_PERSON.match(text):
+        return 0 if _ONE_OFF.search(text) or _chosen_option(text) else _STRONG
     if _verb_swap(text, corrected):
         return _STRONG
-    if _negation_rule(text):
-        return _STRONG if re.search(r"\bever\b", text, re.I) else _WEAK
+    swap = _swap_rule(text, corrected)
+    if swap:
+        if corrected or text.lower().startswith(("prefer", "please prefer")):
+            return _STRONG
+        return 0 if _specific_thing(swap) else _WEAK
+    stop = _stop_doing(text)
+    if stop is not None:
+        return 0 if _specific_thing(stop) else _WEAK
+    negated = _negation_rule(text)
+    if negated is not None:
+        if re.search(r"\bever\b", text, re.I):
+            return _STRONG
+        return 0 if _specific_thing(negated) else _WEAK
     if _YOUR_OUTPUT.match(text) or _QUANTIFIED.match(text):
         return _WEAK
     if _AVOID.match(text) and _has_generic_scope(text):
@@ -346,19 +374,52 @@ def _clause_strength(text: str, corrected: bool) -> int:
     return 0
 
 
+_DETERMINER = re.compile(r"^(?:(the|this|that|its|your)|these|those)\s+([^,;.!?]*)", re.I)
+
+
+def _specific_thing(phrase: str, any_definite: bool = False) -> bool:
+    """'the fallback', 'those files': one thing of the current task, not a kind of thing.
+
+    Standing instructions speak of kinds ("relative imports", "print", "emojis"); a
+    definite singular or a demonstrative names something in front of the user right now.
+    With ``any_definite`` a definite plural ("the tests") counts too.
+    """
+    match = _DETERMINER.match(phrase.strip())
+    if not match:
+        return False
+    if not match.group(1) or any_definite:
+        return True
+    head = _object_phrase(match.group(2), singular=False).split()
+    return bool(head) and not _is_plural(head[-1])
+
+
+def _chosen_option(text: str) -> bool:
+    """'I prefer the second approach', 'I'd rather see the plan first': a choice, not a rule."""
+    if re.search(rf"\s{_COMPARATOR}\s|\bthan\b", text, re.I) or _has_generic_scope(text):
+        return False
+    liked = re.search(r"\blike\s+(.+?)\s+(?:better|more)\b", text, re.I)
+    obj = liked.group(1) if liked else re.sub(r"^.*?\b(?:prefer|rather)\s+", "", text, count=1, flags=re.I)
+    obj = re.sub(r"^you\s+", "", obj, flags=re.I)
+    first = obj.split(" ", 1)
+    if len(first) == 2 and (first[0].lower() in _VERBS or first[0].lower() in {"have", "see", "get"}):
+        obj = first[1]
+    return _specific_thing(obj, any_definite=True)
+
+
+def _stop_doing(text: str) -> str | None:
+    """The object of 'stop <verb>ing X' (None when the text is not that), the -ing a real verb."""
+    match = _STOP_DOING.match(text)
+    if not match:
+        return None
+    word = match.group(1).lower()[:-3]
+    stems = {word, word + "e", word[:-1] if len(word) > 2 and word[-1] == word[-2] else word}
+    return text[match.end():].strip() if stems & _VERBS else None
+
+
 def _always_rule(text: str) -> bool:
     """'always/never <verb>' at the start of the clause, the verb not a past or third-person form."""
     match = _ALWAYS_LEAD.match(text)
-    return bool(match) and _looks_imperative(match.group(2))
-
-
-def _looks_imperative(word: str) -> bool:
-    word = word.lower()
-    if word in _NOT_INSTRUCTION or not word.isalpha():
-        return False
-    if word.endswith("ed") and word not in _PAST_ED_OK:
-        return False
-    return not (word.endswith("s") and not word.endswith(("ss", "us", "is")))
+    return bool(match) and match.group(2).lower() in _VERBS
 
 
 def _habit_rule(text: str) -> bool:
@@ -398,18 +459,21 @@ def _marker_rule(body: str) -> bool:
     return False
 
 
-def _swap_rule(text: str, corrected: bool) -> bool:
-    """'use X instead of Y' / 'X, not Y' / 'prefer X over Y'; bare 'use X instead' only after 'no,'."""
+def _swap_rule(text: str, corrected: bool) -> str:
+    """'use X instead of Y' / 'X, not Y' / 'prefer X over Y' -> X; bare 'use X instead' only after 'no,'."""
     match = _SWAP.match(text)
     if match:
         verb, new, old = match.group(1).lower(), match.group(2), _phrase_head(match.group(3))
         if verb not in _VERBS and not verb.startswith(("go", "stick")):
-            return False
+            return ""
         if verb == "prefer" and " over " in f" {text.lower()} ":
-            return True
-        return _short_phrase(new) and _short_phrase(old) and not _DEICTIC.search(text)
+            return new
+        ok = _short_phrase(new) and _short_phrase(old) and not _DEICTIC.search(text)
+        return new if ok else ""
     bare = _SWAP_BARE.match(text)
-    return bool(corrected and bare and bare.group(1).lower() in _VERBS and _short_phrase(bare.group(2)))
+    if corrected and bare and bare.group(1).lower() in _VERBS and _short_phrase(bare.group(2)):
+        return bare.group(2)
+    return ""
 
 
 def _phrase_head(phrase: str) -> str:
@@ -429,16 +493,18 @@ def _short_phrase(phrase: str) -> bool:
     return 0 < len(words) <= 5 and not re.search(r"\b(?:one|it|them)\b", phrase, re.I)
 
 
-def _negation_rule(text: str) -> bool:
-    """'don't <verb> X' with a general scope (ever, in code, every reply) or an alternative; 'no X in code'."""
+def _negation_rule(text: str) -> str | None:
+    """The object of "don't <verb> X" with a general scope (ever, in code, every reply) or an
+    alternative ("..., use Y"), or of 'no X in code'; None when the text is neither."""
     match = _DONT.match(text)
     if match:
         if match.group(1).lower() not in _VERBS:
-            return False
-        return bool(re.match(r"^(?:please\s+)?(?:don't|do not|dont)\s+ever\b", text, re.I)) or _has_generic_scope(
-            text
-        ) or bool(_ALTERNATIVE.search(text))
-    return bool(_NO_THING.match(text)) and _has_generic_scope(text)
+            return None
+        general = re.match(r"^(?:please\s+)?(?:don't|do not|dont)\s+ever\b", text, re.I) or _has_generic_scope(text)
+        return text[match.end():].strip() if general or _ALTERNATIVE.search(text) else None
+    if _NO_THING.match(text) and _has_generic_scope(text):
+        return text[3:].strip()
+    return None
 
 
 def _has_generic_scope(text: str) -> bool:
@@ -484,6 +550,7 @@ _LEAD_REWRITES: tuple[tuple[re.Pattern, str], ...] = tuple(
         (rf"^i(?:{_APOS}d| would)\s+rather\s+you\s+didn{_APOS}t\b", "don't"),
         (rf"^i(?:{_APOS}d| would)\s+rather\s+have\b", "prefer"),
         (rf"^i(?:{_APOS}d| would)\s+rather\s+(?:you\s+)?", ""),
+        (r"^prefer\s+(?:that\s+)?you\s+", ""),
     )
 )
 
@@ -502,7 +569,7 @@ def _normalise(sentence: str) -> str:
         text = re.sub(r"\s+than\s+", " rather than ", text, count=1)
     text = _rewrite_liking(text)
     if corrected:
-        text = re.sub(r"^(use\s+\S+(?:\s+\S+)?)\s*,?\s+not\s+", r"\1 instead of ", text, count=1, flags=re.I)
+        text = re.sub(r"^(use\s+[^,]+?)\s*,?\s+not\s+", r"\1 instead of ", text, count=1, flags=re.I)
     text = _TRAILING_NOISE.sub("", text)
     text = re.sub(r"\s+,", ",", re.sub(r"\s{2,}", " ", text)).strip(" ,")
     return text[:1].upper() + text[1:]
@@ -512,7 +579,7 @@ def _rewrite_liking(text: str) -> str:
     """'I like X better than Y' -> 'Prefer X over Y'; 'I hate when you V X' -> "Don't V X"."""
     liking = re.match(r"^i\s+(?:really\s+|much\s+)?like\s+(.+?)\s+(?:better|more)\b(?:\s+than\s+)?(.*)$", text, re.I)
     if liking:
-        new, rest = liking.group(1), liking.group(2)
+        new, rest = liking.group(1), liking.group(2).strip(" .!")
         return f"prefer {new} over {rest}" if rest and not rest.lower().startswith("for") else f"prefer {new} {rest}"
     hating = re.match(
         rf"^i\s+(?:hate|dislike|don{_APOS}t\s+like|do\s+not\s+like|can{_APOS}t\s+stand)\s+(?:it\s+)?when\s+you\s+([^,;]+)",
@@ -525,18 +592,22 @@ def _rewrite_liking(text: str) -> str:
 # --------------------------------------------------------------------------- subject
 
 _SUBJECT_LEAD = re.compile(
-    rf"^(?:(?:always|never|don{_APOS}t|do not|dont|stop|quit|prefer|avoid|please|no|more|"
-    rf"whenever you|every time you|each time you|when you|i hate when you)\s+)+",
+    rf"^(?:(?:by default|as a (?:general )?rule|always|never|don{_APOS}t|do not|dont|stop|quit|avoid|please|"
+    rf"no|more|whenever you|every time you|each time you|when you)[\s,]+)+",
     re.I,
 )
+_SUBJECT_SPLIT = re.compile(r"\s*,?\s+(?:instead of|rather than|over|than|not)\s+|,\s*never\s+", re.I)
+# Words that end a noun phrase. A wh-word before any noun means the object is a clause
+# ("explain what you change"), and the verb is then the best key.
 _SUBJECT_STOP = frozenset("""
-    in on at for to with from by of about before after when whenever unless if because and or but
-    so than instead rather over not here there what which that who how why even without until while
-    under into as via
+    in on onto at for to with from by of about before after when whenever unless if because and or
+    but so than instead rather over not here there even without until while under into as via
+    through against first last then is are was were be been needs need must should
 """.split())
+_WH_WORDS = frozenset("what which who how why whether where".split())
 _SUBJECT_SKIP = frozenset("""
     a an the any all every each new my our your their me us you them it this that these those some
-    more fewer less many much only just really always never ever
+    more fewer less many much only just really always never ever one
 """.split())
 _FAMILIES = {
     "npm": "js-package-manager", "pnpm": "js-package-manager", "yarn": "js-package-manager",
@@ -554,39 +625,64 @@ _FAMILIES = {
 def _subject(statement: str, restore) -> str:
     """A short key of what the statement is about: the object(s) of its verb, '|'-joined, new first."""
     text = _SUBJECT_LEAD.sub("", statement.strip())
-    text = re.sub(r"^\w+\s+", "", text, count=1)  # the verb itself
-    parts = re.split(rf"\s*,?\s+(?:instead of|rather than|over|not)\s+", text, maxsplit=1, flags=re.I)
+    verb = _leading_verb(text)
+    if verb and not re.match(rf"^\S+\s+{_COMPARATOR}\s", text, re.I):
+        text = text.split(None, 1)[1] if " " in text else ""
+    parts = _SUBJECT_SPLIT.split(text, maxsplit=1)
     phrases = [_object_phrase(restore(part)) for part in parts]
     phrases = [p for p in phrases if p]
     if not phrases:
-        verb = re.match(r"^\W*(\w+)", _SUBJECT_LEAD.sub("", statement.strip()))
-        return verb.group(1).lower() if verb else ""
+        return verb or _object_phrase(restore(text))
     return "|".join(dict.fromkeys(phrases))
 
 
-def _object_phrase(text: str) -> str:
+def _leading_verb(text: str) -> str:
+    """The base form of the verb opening ``text`` ('using' -> 'use'), or '' if it opens otherwise."""
+    first = re.match(r"^(\w+)\b", text)
+    if not first:
+        return ""
+    word = first.group(1).lower()
+    if word in _VERBS:
+        return word
+    if word.endswith("ing"):
+        stem = word[:-3]
+        for candidate in (stem, stem + "e", stem[:-1]):
+            if candidate in _VERBS:
+                return candidate
+    return ""
+
+
+def _object_phrase(text: str, singular: bool = True) -> str:
     """The first noun phrase of ``text``, determiners dropped, words singular, at most 3 words."""
-    words = re.findall(r"[\w.+#/@-]+", text.lower().replace("`", " "))
+    text = re.split(r"[,;:!?]|\.(?:\s|$)", text, maxsplit=1)[0]
+    words = re.findall(r"[\w.+#/@*'-]+", text.lower().replace("`", " ").replace("\u2019", "'"))
     taken: list[str] = []
     for word in words:
-        word = word.strip(".-")
+        word = word.strip(".-'")
         if not word:
             continue
-        if word in _SUBJECT_STOP:
-            if taken:
-                break
+        if word in _WH_WORDS or (word in _SUBJECT_STOP and taken):
+            break
+        if word in _SUBJECT_STOP or word in _SUBJECT_SKIP or _is_adverb(word):
             continue
-        if word in _SUBJECT_SKIP or (word.endswith("ly") and len(word) > 4):
-            continue
-        taken.append(_singular(word))
+        taken.append(_singular(word) if singular else word)
         if len(taken) == 3:
             break
     return " ".join(taken)
 
 
+_NOT_ADVERBS = frozenset({"early", "daily", "weekly", "monthly", "nightly", "friendly", "family", "assembly"})
+
+
+def _is_adverb(word: str) -> bool:
+    return len(word) > 4 and word.endswith("ly") and word not in _VERBS and word not in _NOT_ADVERBS
+
+
 def _singular(word: str) -> str:
-    if len(word) <= 3 or not word.endswith("s") or word.endswith(("ss", "us", "is", "ous")):
+    if len(word) <= 3 or not word.endswith("s") or word.endswith(("ss", "us", "sis", "ous")):
         return word
+    if not re.fullmatch(r"[a-z]+(?:[-_][a-z]+)*", word):
+        return word  # file names, paths and dotted names keep their spelling: moment.js, utils/
     if word.endswith("ies"):
         return word[:-3] + "y"
     if word.endswith(("sses", "xes", "ches", "shes")):

@@ -75,18 +75,18 @@ MAX_BUDGET = 2000
 DEFAULT_BUDGET = 1000
 DEFAULT_TITLE = "Memory from past sessions (alma-hooks)"
 
-# Only ASCII structure is split by the regex: a pattern with large Unicode
-# classes costs milliseconds to compile, paid by every hook process. Non-ASCII
-# runs are classified per character in _wide_cost (they are rare in practice).
-_RUNS = re.compile(
-    r"(?P<alnum>[A-Za-z0-9]+)"
-    r"|(?P<blank>[ \t]+)"
-    r"|(?P<newline>\r\n|[\n\r])"
-    r"|(?P<wide>[^\x00-\x7f]+)"
-    r"|(?P<ascii>.)",
-    re.DOTALL,
-)
-_ALNUM_PARTS = re.compile(r"[A-Za-z]+|[0-9]+")
+# Each rule is counted by one regex pass in C (a match per token: ``[A-Za-z]{1,3}``
+# matches ceil(n/3) times in a run of n letters), because a Python loop over
+# matches costs several milliseconds per slice in the hook. The patterns avoid
+# large Unicode classes, which take milliseconds to compile in every hook process;
+# non-ASCII runs are classified per character in _wide_cost (they are rare).
+_LETTER_TOKENS = re.compile(r"[A-Za-z]{1,3}")
+_DIGIT_TOKENS = re.compile(r"[0-9]{1,2}")
+_BLANK_RUNS = re.compile(r"[ \t]{2,}")  # one space is free, so only longer runs count
+_NEWLINES = re.compile(r"\r\n|[\n\r]")
+_OTHER_ASCII = re.compile(r"[^A-Za-z0-9 \t\n\r\x80-\U0010ffff]")
+_WIDE_RUNS = re.compile(r"[^\x00-\x7f]+")
+_MIXED_RUNS = re.compile(r"(?<![A-Za-z0-9])(?:[0-9]+[A-Za-z]|[A-Za-z]+[0-9])[A-Za-z0-9]*")
 
 # Hangul syllables and jamo: 2 tokens each (Korean is expensive in BPE vocabularies).
 _HANGUL = ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xAC00, 0xD7FF))
@@ -96,15 +96,17 @@ _CJK = ((0x2E80, 0x2FDF), (0x3000, 0x312F), (0x3190, 0x9FFF), (0xF900, 0xFAFF),
         (0xFE30, 0xFE4F), (0xFF00, 0xFFEF), (0x20000, 0x3FFFF))
 
 
-def _alnum_cost(run: str, n: int) -> int:
-    if run.isalpha():
-        return (n + 2) // 3
-    if run.isdigit():
-        return (n + 1) // 2
-    # Letters and digits mixed: hashes, ids, base64. They tokenize at ~1.3-2
-    # characters per token, far worse than words.
-    parts = sum((len(p) + 2) // 3 if p.isalpha() else (len(p) + 1) // 2 for p in _ALNUM_PARTS.findall(run))
-    return max(parts, (3 * n + 3) // 4)
+def _mixed_extra(text: str) -> int:
+    """What letters-and-digits runs (hashes, ids, base64) cost beyond their parts.
+
+    Such runs tokenize at ~1.3-2 characters per token, far worse than words, so
+    a run of n costs at least ceil(3n/4).
+    """
+    extra = 0
+    for run in _MIXED_RUNS.findall(text):
+        parts = len(_LETTER_TOKENS.findall(run)) + len(_DIGIT_TOKENS.findall(run))
+        extra += max(0, (3 * len(run) + 3) // 4 - parts)
+    return extra
 
 
 def _wide_cost(run: str) -> int:
@@ -130,23 +132,22 @@ def estimate_tokens(text: str) -> int:
     """A conservative (over-counting) estimate of Claude tokens in ``text``; see the module docstring."""
     if not text:
         return 0
-    ascii_cost = 0  # word/symbol-based cost of the ASCII runs
-    ascii_chars = 0
+    ascii_chars = len(text)
     wide_cost = 0  # cost of the non-ASCII runs, the same in both estimates
-    for m in _RUNS.finditer(text):
-        kind = m.lastgroup
-        n = m.end() - m.start()
-        if kind == "wide":
-            wide_cost += _wide_cost(m.group())
-            continue
-        ascii_chars += n
-        if kind == "alnum":
-            ascii_cost += _alnum_cost(m.group(), n)
-        elif kind == "blank":
-            if n > 1:
-                ascii_cost += (n + 3) // 4
-        else:  # newline or one other ASCII character
-            ascii_cost += 1
+    if not text.isascii():
+        for run in _WIDE_RUNS.findall(text):
+            ascii_chars -= len(run)
+            wide_cost += _wide_cost(run)
+    digit_cost = len(_DIGIT_TOKENS.findall(text))
+    ascii_cost = (
+        len(_LETTER_TOKENS.findall(text))
+        + digit_cost
+        + sum((len(run) + 3) // 4 for run in _BLANK_RUNS.findall(text))
+        + len(_NEWLINES.findall(text))
+        + len(_OTHER_ASCII.findall(text))
+    )
+    if digit_cost:
+        ascii_cost += _mixed_extra(text)
     return wide_cost + max(ascii_cost, (ascii_chars + 2) // 3)
 
 

@@ -45,6 +45,12 @@ class EmbeddingCache:
                 self.conn.execute(sql).fetchall()
         self.hits = self.misses = 0
 
+    def has(self, key: str) -> bool:
+        if key in self.memory:
+            return True
+        return self.conn is not None and self.conn.execute(
+            "SELECT 1 FROM qcache WHERE key = ?", (key,)).fetchone() is not None
+
     def get_or_compute(self, text: str, compute: Callable[[str], Sequence[float]]) -> list[float]:
         key = text_key(text, self.model_id)
         vec = self.memory.get(key)

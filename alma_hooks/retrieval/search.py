@@ -20,7 +20,7 @@ from .budget import DEFAULT_BUDGET, clamp_budget, render_slice
 from .cache import ResultCache
 from .scoring import Weights, final_score, fuse
 
-EmbedFn = Callable[[str], Sequence[float]]
+EmbedFn = Callable[[str], "Sequence[float] | None"]
 
 #: Function words that carry no topic; dropped from the lexical query only.
 STOPWORDS = frozenset("""
@@ -40,6 +40,24 @@ def lexical_query(text: str) -> str:
     words = [w.strip("'.-") for w in _WORD.findall(text.lower())]
     kept = [w for w in words if len(w) > 1 and w not in STOPWORDS]
     return " ".join(kept or words)
+
+
+def _stems(text: str) -> set[str]:
+    """Lower-case words without stopwords and a plural 's' (a crude stem, enough for overlap)."""
+    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+            for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+
+
+def lexical_relevance(query_stems: set[str], text: str, bm25: float, top_bm25: float) -> float:
+    """Lexical relevance in [0, 1]: share of query words present, blended with relative BM25.
+
+    BM25 alone is relative to the corpus (in a small DB every shared word has
+    an IDF near zero), so the coverage of the query's words gives the absolute
+    part of the signal.
+    """
+    coverage = len(query_stems & _stems(text)) / len(query_stems) if query_stems else 0.0
+    relative = bm25 / top_bm25 if top_bm25 > 0 else 0.0
+    return 0.7 * coverage + 0.3 * relative * coverage ** 0.5
 
 
 def _tokens(text: str) -> set[str]:
@@ -95,13 +113,14 @@ class Retriever:
         if vector is not None:
             for hit in self.store.knn(scope, vector, per_type, types):
                 cands[hit.memory.id] = {"m": hit.memory, "sim": hit.similarity, "lex": None}
-        lex_hits = self.store.lexical(scope, lexical_query(query), per_type * len(types), types)
+        lq = lexical_query(query)
+        lex_hits = self.store.lexical(scope, lq, per_type * len(types), types)
         if lex_hits:
+            qwords = _stems(lq)
             top = max(h.score for h in lex_hits)
-            squash = top / (top + 4.0)  # an absolute sense of how good the best lexical match is
             for hit in lex_hits:
                 c = cands.setdefault(hit.memory.id, {"m": hit.memory, "sim": None, "lex": None})
-                c["lex"] = hit.score / top * squash
+                c["lex"] = lexical_relevance(qwords, hit.memory.text, hit.score, top)
         now = self.now()
         hits = []
         for c in cands.values():

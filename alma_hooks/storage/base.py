@@ -114,6 +114,10 @@ class Store(ABC):
     def stats(self, scope: Scope | None = None) -> dict[str, Any]:
         """Counts by type (and agent); ``None`` means the whole store (admin)."""
 
+    def note(self, scope: Scope, memory: Memory, action: str, reason: str) -> None:
+        """Write an audit row about a visible memory without changing it (e.g. a learning conflict)."""
+        raise NotImplementedError
+
     @abstractmethod
     def audit_log(self, scope: Scope, limit: int = 100) -> list[dict[str, Any]]:
         """Recent audit rows of memories in the scope's project, newest first."""

@@ -492,6 +492,13 @@ class SQLiteStore(Store):
                 "schema_version": self.schema_version(), "embedding_model": self.embedding_model()}
 
     @_translate
+    def note(self, scope: Scope, memory: Memory, action: str, reason: str) -> None:
+        with self._write():
+            if self._visible_row(scope, memory.id) is None:
+                raise NotFound(f"no memory {memory.id} in this scope")
+            self._audit(memory, action, redact(reason))
+
+    @_translate
     def audit_log(self, scope: Scope, limit: int = 100) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT at, actor, memory_id, type, project_id, agent, action, reason FROM audit "
@@ -502,7 +509,7 @@ class SQLiteStore(Store):
 
     @_translate
     def export(self, project_id: str | None = None) -> Iterator[dict[str, Any]]:
-        sql = (f"SELECT {_COLUMNS.replace('rid,', 'm.rid,', 1)}, v.embedding FROM memories m "
+        sql = (f"SELECT {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))}, v.embedding FROM memories m "
                "LEFT JOIN memory_vec v ON v.rowid = m.rid")
         args: tuple[Any, ...] = ()
         if project_id is not None:

@@ -1,0 +1,276 @@
+"""Learning from outcomes: heuristics from repeated successes, anti-patterns from repeated failures.
+
+The protocol, run after every closed task (``learn_from_outcome``):
+
+1. scope: the agent must be configured and the task's domain (``domains.classify``)
+   must be one it may learn; ``unclassified`` tasks are never learned from;
+2. occurrences: the cluster of similar outcomes (same domain, task text similar
+   by embedding cosine, or by word overlap when no embedder is at hand);
+3. per strategy in the cluster, successes and trials (the strategy's key drops
+   paths and values, so two runs of the same approach match);
+4. a heuristic only when >= ``min_occurrences_for_heuristic`` successful
+   outcomes share the best strategy; an existing heuristic of the cluster is
+   reinforced, or replaced by a better strategy, but never overwritten when its
+   confidence is high: the conflict is recorded for ``alma-hooks review``;
+5. an anti-pattern when a strategy failed >= ``min_failures_for_anti_pattern``
+   times and another one succeeded after it.
+
+Counts are recomputed from the cluster each time, so learning is idempotent
+and an outcome corrected by user feedback simply changes the counts.
+Confidence is the Wilson lower bound of successes over trials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..config import Config
+from ..retrieval.scoring import wilson_lower_bound
+from ..storage.base import Store
+from ..types import AntiPattern, Heuristic, Memory, Outcome, Scope
+from .domains import UNCLASSIFIED, classify
+
+log = logging.getLogger("alma_hooks.learning")
+
+EmbedMany = Callable[[Sequence[str]], "Sequence[Sequence[float]] | None"]
+LEXICAL_SIMILARITY = 0.34
+MAX_CLUSTER_SCAN = 400
+_WORD = re.compile(r"[a-z0-9][a-z0-9_+#-]*")
+_STOP = frozenset("a an the and or of to in on for with is are be it this that please can you fix make "
+                  "add test tests check".split())
+_VALUE = re.compile(r"^(?:[./~]|.*[/\\]|.*\.(?:py|ts|tsx|js|jsx|json|ya?ml|sql|go|rs|java|rb|md|txt|html|css)$"
+                    r"|\d+$|['\"])")
+
+
+@dataclass
+class LearnResult:
+    domain: str = UNCLASSIFIED
+    refused: str = ""
+    cluster: int = 0
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+
+def strategy_key(strategy: str) -> str:
+    """The approach of a strategy line without its paths and values.
+
+    'Bash: npx playwright test tests/a.spec.ts --retries=0 -> Edit: file_path=x' -> 'bash npx playwright test --retries > edit'
+    """
+    keys: list[str] = []
+    for step in strategy.split(" -> "):
+        tool, _, arg = step.partition(": ")
+        tool = tool.strip().lower()
+        if tool == "bash":
+            words = [w.split("=", 1)[0] for w in arg.split() if not _VALUE.match(w)][:5]
+            key = " ".join(["bash", *words])
+        else:
+            key = tool
+        if key and key != "…" and (not keys or keys[-1] != key):
+            keys.append(key)
+    return " > ".join(keys)
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def jaccard(a: str, b: str) -> float:
+    wa, wb = _words(a), _words(b)
+    return len(wa & wb) / len(wa | wb) if wa and wb else 0.0
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b))
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(y * y for y in b))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+def similar_outcomes(store: Store, scope: Scope, outcome: Outcome, domain: str, *, threshold: float,
+                     embed: EmbedMany | None = None) -> list[Outcome]:
+    """Outcomes of this scope and domain whose tasks are similar to ``outcome``'s (itself included)."""
+    pool = [m for m in store.list(scope, ["outcome"], limit=MAX_CLUSTER_SCAN)
+            if isinstance(m, Outcome) and m.id != outcome.id and m.domain in (domain, "")]
+    pool = [m for m in pool if (m.domain or domain) == domain]
+    similar: list[Outcome] = [outcome]
+    if not pool:
+        return similar
+    vectors = embed([outcome.task_description, *(m.task_description for m in pool)]) if embed else None
+    if vectors:
+        anchor = vectors[0]
+        similar += [m for m, v in zip(pool, vectors[1:]) if _cosine(anchor, v) >= threshold]
+    else:
+        similar += [m for m in pool if jaccard(outcome.task_description, m.task_description) >= LEXICAL_SIMILARITY]
+    return similar
+
+
+@dataclass
+class _Tally:
+    successes: int = 0
+    failures: int = 0
+    strategy: str = ""
+    description: str = ""
+    last_error: str = ""
+    first_failure: float = math.inf
+    last_success: float = 0.0
+    ids: list[str] = field(default_factory=list)
+
+    @property
+    def trials(self) -> int:
+        return self.successes + self.failures
+
+
+def tally(cluster: Sequence[Outcome]) -> dict[str, _Tally]:
+    """Successes and failures per strategy key in a cluster."""
+    out: dict[str, _Tally] = {}
+    for o in sorted(cluster, key=lambda o: o.timestamp):
+        key = strategy_key(o.strategy_used)
+        if not key:
+            continue
+        t = out.setdefault(key, _Tally())
+        t.ids.append(o.id)
+        if o.success:
+            t.successes += 1
+            t.last_success = o.timestamp
+            t.strategy, t.description = o.strategy_used, o.task_description
+        else:
+            t.failures += 1
+            t.first_failure = min(t.first_failure, o.timestamp)
+            t.last_error = o.error or o.feedback or t.last_error
+            if not t.strategy:
+                t.strategy, t.description = o.strategy_used, o.task_description
+    return out
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _condition(domain: str, description: str) -> str:
+    return f"{domain.replace('_', ' ')} tasks like \"{_clip(description, 140)}\""
+
+
+def learn_from_outcome(store: Store, config: Config, scope: Scope, outcome: Outcome, *,
+                       embed: EmbedMany | None = None, now: float | None = None) -> LearnResult:
+    """Run the learning protocol for one closed task (see the module docstring)."""
+    now = time.time() if now is None else now
+    result = LearnResult()
+    profile = config.policy.profile(scope.agent)
+    if profile is None:
+        result.refused = f"agent {scope.agent!r} is not configured to learn"
+        log.info("learning skipped: %s", result.refused)
+        return result
+    domain = outcome.domain or classify(f"{outcome.task_description} {outcome.strategy_used}", profile)
+    result.domain = domain
+    if domain == UNCLASSIFIED:
+        return result
+    refusal = profile.check_domain(domain)
+    if refusal:
+        result.refused = refusal
+        log.info("learning refused: %s", refusal)
+        return result
+    if outcome.domain != domain:
+        outcome = store.update(scope, dataclasses.replace(outcome, domain=domain), reason="classified")  # type: ignore[assignment]
+    cluster = similar_outcomes(store, scope, outcome, domain,
+                               threshold=float(config.get("learning.outcome_similarity", 0.62)), embed=embed)
+    result.cluster = len(cluster)
+    tallies = tally(cluster)
+    ids = {o.id for o in cluster}
+    _learn_heuristic(store, config, scope, domain, tallies, ids, profile.min_occurrences_for_heuristic, now, result)
+    _learn_anti_patterns(store, config, scope, domain, tallies, ids, now, result)
+    return result
+
+
+def _existing(store: Store, scope: Scope, mtype: str, domain: str, ids: set[str]) -> list[Memory]:
+    return [m for m in store.list(scope, [mtype], limit=1000)
+            if m.domain == domain and ids.intersection(m.source_ids)]
+
+
+def _learn_heuristic(store: Store, config: Config, scope: Scope, domain: str, tallies: dict[str, _Tally],
+                     ids: set[str], min_occ: int, now: float, result: LearnResult) -> None:
+    ranked = sorted(tallies.items(), key=lambda kv: (wilson_lower_bound(kv[1].successes, kv[1].trials),
+                                                      kv[1].successes), reverse=True)
+    best = next(((k, t) for k, t in ranked if t.successes >= min_occ), None)
+    high = float(config.get("learning.high_confidence", 0.7))
+    for h in _existing(store, scope, "heuristic", domain, ids):
+        assert isinstance(h, Heuristic)
+        own = tallies.get(h.strategy_key)
+        if best is None or h.strategy_key == best[0]:
+            if own is not None:  # reinforce (or weaken) with the cluster's current counts
+                _update_heuristic(store, scope, h, h.strategy_key, own, now, result, "reinforced")
+            return
+        if h.confidence >= high:
+            reason = (f"conflict: {h.id} ({h.strategy}, conf {h.confidence:.2f}) vs {best[1].strategy} "
+                      f"({best[1].successes}/{best[1].trials})")
+            store.note(scope, h, "conflict", reason)
+            result.conflicts.append(h.id)
+            if own is not None:
+                _update_heuristic(store, scope, h, h.strategy_key, own, now, result, "reinforced")
+            return
+        if own is None or wilson_lower_bound(best[1].successes, best[1].trials) > wilson_lower_bound(
+                own.successes, own.trials):
+            _update_heuristic(store, scope, h, best[0], best[1], now, result, "replaced by a better strategy")
+        else:
+            _update_heuristic(store, scope, h, h.strategy_key, own, now, result, "reinforced")
+        return
+    if best is None:
+        return
+    key, t = best
+    h = Heuristic(project_id=scope.project_id, agent=scope.agent, domain=domain,
+                  condition=_condition(domain, t.description), strategy=_clip(t.strategy, 300), strategy_key=key,
+                  occurrence_count=t.successes, successes=t.successes, trials=t.trials,
+                  confidence=wilson_lower_bound(t.successes, t.trials), last_validated=now, source_ids=t.ids[-50:])
+    store.add(scope, h, reason=f"{t.successes} similar successful outcomes")
+    result.created.append(h.id)
+
+
+def _update_heuristic(store: Store, scope: Scope, h: Heuristic, key: str, t: _Tally, now: float,
+                      result: LearnResult, reason: str) -> None:
+    changed = dataclasses.replace(
+        h, strategy_key=key, strategy=_clip(t.strategy, 300) if key != h.strategy_key else h.strategy,
+        occurrence_count=t.successes, successes=t.successes, trials=t.trials,
+        confidence=wilson_lower_bound(t.successes, t.trials), last_validated=now,
+        source_ids=list(dict.fromkeys([*h.source_ids, *t.ids]))[-50:])
+    if changed != h:
+        store.update(scope, changed, reason=reason)
+        result.updated.append(h.id)
+
+
+def _learn_anti_patterns(store: Store, config: Config, scope: Scope, domain: str, tallies: dict[str, _Tally],
+                         ids: set[str], now: float, result: LearnResult) -> None:
+    min_fail = int(config.get("learning.min_failures_for_anti_pattern", 2))
+    existing = {m.strategy_key: m for m in _existing(store, scope, "anti_pattern", domain, ids)
+                if isinstance(m, AntiPattern)}
+    for key, t in tallies.items():
+        if t.failures < min_fail:
+            continue
+        better = [(k, o) for k, o in tallies.items()
+                  if k != key and o.successes > 0 and o.last_success > t.first_failure]
+        if not better:
+            continue
+        alt_key, alt = max(better, key=lambda kv: (wilson_lower_bound(kv[1].successes, kv[1].trials), kv[0]))
+        why = _clip(t.last_error, 160) or f"it failed {t.failures} of {t.trials} times"
+        fields = dict(pattern=f"{_clip(t.strategy, 160)} (on tasks like \"{_clip(t.description, 80)}\")",
+                      why=why, alternative=_clip(alt.strategy, 160), occurrence_count=t.failures,
+                      confidence=wilson_lower_bound(t.failures, t.trials), last_validated=now)
+        old = existing.get(key)
+        if old is None:
+            ap = AntiPattern(project_id=scope.project_id, agent=scope.agent, domain=domain, strategy_key=key,
+                             source_ids=t.ids[-50:], **fields)  # type: ignore[arg-type]
+            store.add(scope, ap, reason=f"failed {t.failures}x, then {alt_key!r} worked")
+            result.created.append(ap.id)
+        else:
+            changed = dataclasses.replace(old, source_ids=list(dict.fromkeys([*old.source_ids, *t.ids]))[-50:],
+                                          **fields)  # type: ignore[arg-type]
+            if (changed.occurrence_count, changed.alternative, changed.why) != (
+                    old.occurrence_count, old.alternative, old.why):
+                store.update(scope, changed, reason="seen again")
+                result.updated.append(old.id)
