@@ -81,14 +81,21 @@ def _on_alarm(signum: int, frame: Any) -> None:
 
 
 def _remote(home: Path):  # type: ignore[no-untyped-def]
-    """The engine call used by handlers; starts the engine when there is none."""
+    """The engine call used by handlers; starts the engine when there is none.
+
+    ``ALMA_ENGINE_AUTOSTART=0`` keeps using a running engine but never starts one
+    (tests and CI with throwaway data dirs; machines that cannot spare the model's memory).
+    """
     from . import daemon_client
+
+    autostart = os.environ.get("ALMA_ENGINE_AUTOSTART", "1").strip().lower() not in ("0", "false", "no", "off")
 
     def ask(ctx: Any, event: str, query: str) -> str | None:
         msg = {"op": "slice", "event": event, "query": query, "payload": ctx.payload}
         reply = daemon_client.request(home, msg, ENGINE_TIMEOUT_S)
         if reply is None:
-            daemon_client.spawn(home)
+            if autostart:
+                daemon_client.spawn(home)
             return None
         text = reply.get("text")
         return text if isinstance(text, str) else None

@@ -13,3 +13,18 @@ def embedder():
     model = OnnxMiniLM()
     model.load()
     return model
+
+
+@pytest.fixture(autouse=True)
+def alma_home(tmp_path, monkeypatch):
+    """Every test gets its own data dir (DB, config cache, logs, engine socket) under ``tmp_path``.
+
+    Identity overrides of the machine running the tests are cleared, and hooks
+    never start a warm engine on their own.
+    """
+    home = tmp_path / "alma-home"
+    monkeypatch.setenv("ALMA_HOME", str(home))
+    monkeypatch.setenv("ALMA_ENGINE_AUTOSTART", "0")
+    for var in ("ALMA_USER_ID", "ALMA_PROJECT_ID", "ALMA_DB", "ALMA_DISABLED"):
+        monkeypatch.delenv(var, raising=False)
+    return home

@@ -40,12 +40,12 @@ log = logging.getLogger("alma_hooks.learning")
 
 EmbedMany = Callable[[Sequence[str]], "Sequence[Sequence[float]] | None"]
 LEXICAL_SIMILARITY = 0.34
+SAME_DOMAIN_BONUS = 0.08
 MAX_CLUSTER_SCAN = 400
 _WORD = re.compile(r"[a-z0-9][a-z0-9_+#-]*")
 _STOP = frozenset("a an the and or of to in on for with is are be it this that please can you fix make "
                   "add test tests check".split())
-_VALUE = re.compile(r"^(?:[./~]|.*[/\\]|.*\.(?:py|ts|tsx|js|jsx|json|ya?ml|sql|go|rs|java|rb|md|txt|html|css)$"
-                    r"|\d+$|['\"])")
+_WORDISH = re.compile(r"^[A-Za-z][A-Za-z:_-]*$")
 
 
 @dataclass
@@ -68,13 +68,27 @@ def strategy_key(strategy: str) -> str:
         tool, _, arg = step.partition(": ")
         tool = tool.strip().lower()
         if tool == "bash":
-            words = [w.split("=", 1)[0] for w in arg.split() if not _VALUE.match(w)][:5]
-            key = " ".join(["bash", *words])
+            key = " ".join(["bash", *_command_shape(arg)])
         else:
             key = tool
         if key and key != "…" and (not keys or keys[-1] != key):
             keys.append(key)
     return " > ".join(keys)
+
+
+def _command_shape(command: str) -> list[str]:
+    """The program, its subcommands and its flag names: what makes an approach, not its arguments."""
+    shape: list[str] = []
+    seen_flag = False
+    for w in command.split():
+        if w in ("&&", "||", ";", "|"):
+            break  # the first command of a pipeline says enough
+        if w.startswith("-"):
+            seen_flag = True
+            shape.append(w.split("=", 1)[0])
+        elif not seen_flag and len(shape) < 3 and _WORDISH.match(w):
+            shape.append(w)
+    return shape[:6]
 
 
 def _words(text: str) -> set[str]:
@@ -93,21 +107,31 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     return dot / (na * nb) if na and nb else 0.0
 
 
-def similar_outcomes(store: Store, scope: Scope, outcome: Outcome, domain: str, *, threshold: float,
-                     embed: EmbedMany | None = None) -> list[Outcome]:
-    """Outcomes of this scope and domain whose tasks are similar to ``outcome``'s (itself included)."""
+def similar_outcomes(store: Store, scope: Scope, outcome: Outcome, *, threshold: float,
+                     embed: EmbedMany | None = None, refused: Sequence[str] = (UNCLASSIFIED,)) -> list[Outcome]:
+    """Outcomes of this scope whose tasks are similar to ``outcome``'s (itself included).
+
+    Similarity of the task text decides, not the domain label: keyword
+    classification of paraphrases is noisy ("form test" vs "test"), and a
+    domain split would scatter one family of tasks over several clusters.
+    Outcomes in a domain the agent may not learn never join.
+    """
     pool = [m for m in store.list(scope, ["outcome"], limit=MAX_CLUSTER_SCAN)
-            if isinstance(m, Outcome) and m.id != outcome.id and m.domain in (domain, "")]
-    pool = [m for m in pool if (m.domain or domain) == domain]
+            if isinstance(m, Outcome) and m.id != outcome.id and m.domain not in refused]
     similar: list[Outcome] = [outcome]
     if not pool:
         return similar
     vectors = embed([outcome.task_description, *(m.task_description for m in pool)]) if embed else None
-    if vectors:
+    def close_enough(m: Outcome, sim: float, cut: float) -> bool:
+        # the task type counts too: the same domain lowers the bar a little
+        return sim >= cut or (bool(outcome.domain) and m.domain == outcome.domain and sim >= cut - SAME_DOMAIN_BONUS)
+
+    if vectors is not None and len(vectors) == len(pool) + 1:
         anchor = vectors[0]
-        similar += [m for m, v in zip(pool, vectors[1:]) if _cosine(anchor, v) >= threshold]
+        similar += [m for m, v in zip(pool, vectors[1:]) if close_enough(m, _cosine(anchor, v), threshold)]
     else:
-        similar += [m for m in pool if jaccard(outcome.task_description, m.task_description) >= LEXICAL_SIMILARITY]
+        similar += [m for m in pool
+                    if close_enough(m, jaccard(outcome.task_description, m.task_description), LEXICAL_SIMILARITY)]
     return similar
 
 
@@ -168,7 +192,10 @@ def learn_from_outcome(store: Store, config: Config, scope: Scope, outcome: Outc
         result.refused = f"agent {scope.agent!r} is not configured to learn"
         log.info("learning skipped: %s", result.refused)
         return result
-    domain = outcome.domain or classify(f"{outcome.task_description} {outcome.strategy_used}", profile)
+    # the task says what it is about; the steps (full of "test", "npm", ...) only break a tie with nothing
+    domain = outcome.domain or classify(outcome.task_description, profile)
+    if domain == UNCLASSIFIED:
+        domain = classify(f"{outcome.task_description} {outcome.strategy_used}", profile)
     result.domain = domain
     if domain == UNCLASSIFIED:
         return result
@@ -179,8 +206,8 @@ def learn_from_outcome(store: Store, config: Config, scope: Scope, outcome: Outc
         return result
     if outcome.domain != domain:
         outcome = store.update(scope, dataclasses.replace(outcome, domain=domain), reason="classified")  # type: ignore[assignment]
-    cluster = similar_outcomes(store, scope, outcome, domain,
-                               threshold=float(config.get("learning.outcome_similarity", 0.62)), embed=embed)
+    cluster = similar_outcomes(store, scope, outcome, threshold=float(config.get("learning.outcome_similarity", 0.45)),
+                               embed=embed, refused=(UNCLASSIFIED, *profile.cannot_learn))
     result.cluster = len(cluster)
     tallies = tally(cluster)
     ids = {o.id for o in cluster}
@@ -190,8 +217,8 @@ def learn_from_outcome(store: Store, config: Config, scope: Scope, outcome: Outc
 
 
 def _existing(store: Store, scope: Scope, mtype: str, domain: str, ids: set[str]) -> list[Memory]:
-    return [m for m in store.list(scope, [mtype], limit=1000)
-            if m.domain == domain and ids.intersection(m.source_ids)]
+    """Memories of ``mtype`` learned from any outcome of this cluster."""
+    return [m for m in store.list(scope, [mtype], limit=1000) if ids.intersection(m.source_ids)]
 
 
 def _learn_heuristic(store: Store, config: Config, scope: Scope, domain: str, tallies: dict[str, _Tally],

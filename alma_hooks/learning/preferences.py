@@ -98,6 +98,12 @@ _QUESTION_START = re.compile(
 _CONDITIONAL_START = re.compile(
     r"^(?:if|in case|unless|assuming|suppose|supposing|what if|when|once|after|before|while)\b", re.I
 )
+# "make it always show X", "so the job never retries": how the code should behave, a task.
+_CODE_BEHAVIOUR = re.compile(
+    r"\b(?:make|makes|have|let|ensure|so|so that)\s+(?:it|them|this|that|(?:the|our|my)\s+[\w-]+(?:\s+[\w-]+)?)"
+    r"\s+(?:always|never)\b",
+    re.I,
+)
 _HEDGE = re.compile(r"\b(?:maybe|perhaps|might|not sure|i guess|wondering|what about|how about)\b", re.I)
 _REPORTED = re.compile(
     r"\b(?:says|said|told|tells|according to|commented|mentioned|wrote|recommends|recommended|"
@@ -107,7 +113,9 @@ _REPORTED = re.compile(
 )
 _ONE_OFF = re.compile(
     rf"\b(?:for now|for the moment|for the time being|this time|just this once|this once|right now|"
-    rf"temporarily|today|yet|at the moment|for this (?!{_REPO_NOUNS}\b)\w+|"
+    rf"temporarily|today|tonight|tomorrow|yet|at the moment|this (?:week|sprint|release|morning|afternoon)|"
+    rf"(?:on |by |until |next )?(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)|next (?:week|sprint)|"
+    rf"for this (?!{_REPO_NOUNS}\b)\w+|"
     rf"in this (?:pr|branch|commit|file|function|change|ticket|task|session|component|test|case|script)\b)",
     re.I,
 )
@@ -118,9 +126,15 @@ _LOCATION = re.compile(
     r"script|dockerfile|header|footer|form|button|view|route|handler|query|table|helper)\b",
     re.I,
 )
-_CODE_LOCATION = re.compile(r"\b(?:in|inside|from|to)\s+`?[\w.]+\(\)|\b(?:in|inside)\s+`?[\w./-]+/[\w.-]+\.\w{1,5}\b", re.I)
+# "in fetchUsers()", "in src/utils/date.ts": a place in the code, so a one-off edit.
+_CODE_LOCATION = re.compile(
+    r"\b(?:in|inside|from|to)\s+`?[\w.]+\(\)|\b(?:in|inside)\s+`?[\w./-]+/[\w.-]+\.\w{1,5}\b", re.I
+)
 # "that" right after a plural noun is a relative pronoun ("comments that restate the code").
-_DEICTIC = re.compile(rf"(?:\b(?:this|these|those)|(?<![a-z]s )\bthat)\b(?!\s+{_REPO_NOUNS}\b)|\b(?:the (?:other|gray|grey|same) one)\b", re.I)
+_DEICTIC = re.compile(
+    rf"(?:\b(?:this|these|those)|(?<![a-z]s )\bthat)\b(?!\s+{_REPO_NOUNS}\b)|\bthe (?:\w+ )?one\b", re.I
+)
+_BULLET = re.compile(r"^(?:[-*+\u2022]|\d{1,2}[.)])\s+")
 # Log, compiler and linter lines; code comments; shell and quote lines.
 _LOG_OR_CODE = re.compile(
     r"^(?:[\w.\-\[\]]*(?:error|warning|warn|exception|info|debug|fatal|notice)\b.*?:|npm (?:warn|err!?)|"
@@ -149,12 +163,14 @@ _STANDING_MARKER = re.compile(
 _EDGE_AFTER = re.compile(r"^\s*(?:[,.!;:\-]|$)")
 _HABITUAL_LEAD = re.compile(r"^(?:whenever|every time|each time|any ?time)\b[^,]*,\s*", re.I)
 _FIRST_PERSON = re.compile(
-    rf"^(?:i|we)(?:\s+(?:really\s+|strongly\s+|generally\s+|usually\s+|personally\s+|much\s+|definitely\s+|also\s+)?"
-    rf"(?:prefer|would\s+prefer|would\s+rather)|{_APOS}d\s+(?:much\s+)?(?:prefer|rather))(?![\w-])(?!\s+not\b)"
+    rf"^(?:i|we)\s+(?:really\s+|strongly\s+|generally\s+|usually\s+|personally\s+|much\s+|definitely\s+|also\s+)?"
+    rf"prefer(?![\w-])(?!\s+not\b)"
+    rf"|^i(?:\s+would\s+(?:prefer|rather)|{_APOS}d\s+(?:much\s+)?(?:prefer|rather))(?![\w-])(?!\s+not\b)"
     rf"|^i\s+(?:really\s+|much\s+)?like\s+.+?\s+(?:better|more)\b"
     rf"|^i\s+(?:hate|dislike|don{_APOS}t\s+like|do\s+not\s+like|can{_APOS}t\s+stand)\s+(?:it\s+)?when\s+you\s+\w+",
     re.I,
 )
+_PREFER_IMPERATIVE = re.compile(r"^(?:please\s+)?prefer\s+(?!not\b)\w", re.I)
 _STOP_DOING = re.compile(r"^(?:please\s+)?(?:stop|quit)\s+(\w+ing)\b", re.I)
 _COMPARATOR = r"(?:instead\s+of|rather\s+than|over|not)"
 _SWAP = re.compile(
@@ -270,10 +286,10 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 def _sentences(text: str) -> list[str]:
-    """Split into sentences; a one-word tail ("Ever.", "Thanks!") joins the sentence before it."""
+    """Split into sentences, list bullets dropped; a one-word tail ("Ever.") joins the one before it."""
     out: list[str] = []
     for piece in _SENTENCE_END.split(text):
-        piece = piece.strip()
+        piece = _BULLET.sub("", piece.strip())
         if not piece:
             continue
         if out and len(piece.split()) == 1 and not out[-1].endswith("?"):
@@ -332,11 +348,14 @@ def _rejected(body: str) -> bool:
     """Questions, conditionals, hedges and reported speech are never standing instructions."""
     if body.rstrip(" .!)").endswith("?") or _QUESTION_START.match(body):
         return True
-    if _HEDGE.search(body) or _REPORTED.search(body):
+    if _HEDGE.search(body) or _REPORTED.search(body) or _CODE_BEHAVIOUR.search(body):
         return True
-    # "when/once/after ..." may lead a standing rule only with an explicit "always"/"never".
+    # "when/once/before ..." may lead a standing rule only with an explicit "always"/"never";
+    # "if/unless ..." never does: the user is planning for one case.
     if _CONDITIONAL_START.match(body):
-        return not re.match(r"^when\b[^,]*,\s*(?:please\s+)?(?:always|never)\b", body, re.I)
+        return not re.match(
+            r"^(?:when|whenever|once|before|after|while)\b[^,]*,\s*(?:please\s+)?(?:always|never)\b", body, re.I
+        )
     return False
 
 
@@ -350,10 +369,10 @@ def _clause_strength(text: str, corrected: bool) -> int:
     """Match one clause (running to the end of its sentence) against the instruction patterns."""
     if _always_rule(text) or _habit_rule(text):
         return 0 if _ONE_OFF.search(text) else _STRONG
-    if _FIRST_PERSON.match(text):
+    if _FIRST_PERSON.match(text) or _PREFER_IMPERATIVE.match(text):
         return 0 if _ONE_OFF.search(text) or _chosen_option(text) else _STRONG
-    if _verb_swap(text, corrected):
-        return _STRONG
+    if _verb_swap(text):
+        return _STRONG if corrected else _WEAK
     swap = _swap_rule(text, corrected)
     if swap:
         if corrected or text.lower().startswith(("prefer", "please prefer")):
@@ -411,13 +430,12 @@ def _stop_doing(text: str) -> str | None:
     match = _STOP_DOING.match(text)
     if not match:
         return None
-    word = match.group(1).lower()[:-3]
-    stems = {word, word + "e", word[:-1] if len(word) > 2 and word[-1] == word[-2] else word}
-    return text[match.end():].strip() if stems & _VERBS else None
+    rest = text[match.end():].strip(" .!")
+    return rest if rest and _leading_verb(match.group(1)) else None
 
 
 def _always_rule(text: str) -> bool:
-    """'always/never <verb>' at the start of the clause, the verb not a past or third-person form."""
+    """'always/never <verb>' at the start of the clause, the verb a known base form."""
     match = _ALWAYS_LEAD.match(text)
     return bool(match) and match.group(2).lower() in _VERBS
 
@@ -453,7 +471,8 @@ def _marker_rule(body: str) -> bool:
         leading = before[clause_start + 1:].strip() == ""
         if leading and _imperative_start(after.lstrip(" ,:;-")):
             return not _ONE_OFF.search(body)
-        trailing = _EDGE_AFTER.match(after)
+        # "show X by default" describes a product default; only "By default, do Y" is a rule.
+        trailing = _EDGE_AFTER.match(after) and not match.group(0).lower().startswith("by default")
         if trailing and before.strip() and _imperative_start(before[clause_start + 1:].strip()):
             return not _ONE_OFF.search(body)
     return False
@@ -476,16 +495,18 @@ def _swap_rule(text: str, corrected: bool) -> str:
     return ""
 
 
+_PHRASE_END = re.compile(r"[,;]|[.!](?:\s|$)|\s+(?:for|in|on|at|when|because|since|with|to|from|so|unless)\s+")
+
+
 def _phrase_head(phrase: str) -> str:
     """The words of ``phrase`` before its first preposition or clause break."""
-    head = re.split(r"[,;]|[.!](?:\s|$)|\s+(?:for|in|on|at|when|because|since|with|to|from|so|unless)\s+", phrase, maxsplit=1)[0]
-    return head.strip()
+    return _PHRASE_END.split(phrase, maxsplit=1)[0].strip()
 
 
-def _verb_swap(text: str, corrected: bool) -> bool:
-    """'no, rebase instead of merge': after a correction, one action in place of another."""
+def _verb_swap(text: str) -> bool:
+    """'(no,) rebase instead of merge': one action in place of another."""
     match = re.match(rf"^(\w+)\s+{_COMPARATOR}\s+(\w+)\W*$", text, re.I)
-    return bool(corrected and match and match.group(1).lower() in _VERBS and match.group(2).lower() in _VERBS)
+    return bool(match and match.group(1).lower() in _VERBS and match.group(2).lower() in _VERBS)
 
 
 def _short_phrase(phrase: str) -> bool:
@@ -537,17 +558,16 @@ _TRAILING_NOISE = re.compile(
 _LEAD_REWRITES: tuple[tuple[re.Pattern, str], ...] = tuple(
     (re.compile(pattern, re.I), replacement)
     for pattern, replacement in (
-        (r"^please\s+", ""),
+        (r"^please[\s,]+", ""),
         (rf"^(?:make sure|be sure)\s+(?:to|you)\s+(always|never)\b", r"\1"),
         (r"^remember to\s+(always|never)\b", r"\1"),
         (rf"^(?:you|we)\s+(?:should|must|need to)\s+(always|never)\b", r"\1"),
         (rf"^i(?:{_APOS}d| would)?\s+(?:want|need|like)\s+you\s+to\s+(always|never)\b", r"\1"),
-        (r"^please\s+", ""),
         (rf"^(?:don{_APOS}t|do not|dont)\s+ever\b|^never\s+ever\b", "never"),
         (r"^we\s+(always|never)\s+", r"\1 "),
         (r"^we\s+use\b", "use"),
         (rf"^i(?:\s+really|\s+generally|\s+personally|\s+also)?\s+prefer\b|^i(?:{_APOS}d| would)\s+prefer\b", "prefer"),
-        (rf"^i(?:{_APOS}d| would)\s+rather\s+you\s+didn{_APOS}t\b", "don't"),
+        (rf"^i(?:{_APOS}d| would)\s+rather\s+you\s+didn{_APOS}t\b", "never"),
         (rf"^i(?:{_APOS}d| would)\s+rather\s+have\b", "prefer"),
         (rf"^i(?:{_APOS}d| would)\s+rather\s+(?:you\s+)?", ""),
         (r"^prefer\s+(?:that\s+)?you\s+", ""),
@@ -555,8 +575,32 @@ _LEAD_REWRITES: tuple[tuple[re.Pattern, str], ...] = tuple(
 )
 
 
+# ", and also fix the login bug": the rest of the prompt's task, not part of the instruction.
+_TASK_TAIL = re.compile(r"\s*[,;]\s*(?:and\s+)?(?:also|then|now|next|anyway)\b.*$|\s+and\s+(?:also|then)\b.*$", re.I)
+
+
 def _normalise(sentence: str) -> str:
-    """Turn a matched sentence into a clean imperative statement."""
+    """Turn a matched sentence into a clean statement that is itself detected as a preference.
+
+    Stored statements are read back through :func:`detect_preference` to find the ones a new
+    preference supersedes, so the statement must keep enough of the standing marker: the
+    cleanest candidate that is still recognised wins.
+    """
+    clean = _clean_statement(sentence)
+    candidates = [clean]
+    if _leading_verb(clean) and not re.match(r"^(?:always|never|stop|prefer|avoid)\b", clean, re.I):
+        candidates.append(f"Always {clean[:1].lower()}{clean[1:]}")
+    kept, _ = _strip_fillers(sentence.strip())
+    kept = _TRAILING_NOISE.sub("", _TASK_TAIL.split(kept, maxsplit=1)[0])
+    candidates.append(kept[:1].upper() + kept[1:])
+    for candidate in candidates:
+        if _sentence_strength(candidate) and _clean_statement(candidate) in (candidate, clean):
+            return candidate
+    return candidates[-1]
+
+
+def _clean_statement(sentence: str) -> str:
+    """Fillers, standing markers, politeness and first-person framing removed; an imperative if possible."""
     text, corrected = _strip_fillers(sentence.strip())
     text = _DROP_MARKERS.sub(",", f" {text}").strip(" ,")
     text, _ = _strip_fillers(text)
@@ -568,11 +612,23 @@ def _normalise(sentence: str) -> str:
     elif re.match(rf"^i(?:{_APOS}d| would)\s+rather\b", lowered_start) and " rather than " not in text:
         text = re.sub(r"\s+than\s+", " rather than ", text, count=1)
     text = _rewrite_liking(text)
+    text = _TASK_TAIL.split(text, maxsplit=1)[0]
+    text = re.sub(r"^(\w+)", lambda m: _base_form(m.group(1)), text, count=1)
     if corrected:
         text = re.sub(r"^(use\s+[^,]+?)\s*,?\s+not\s+", r"\1 instead of ", text, count=1, flags=re.I)
     text = _TRAILING_NOISE.sub("", text)
     text = re.sub(r"\s+,", ",", re.sub(r"\s{2,}", " ", text)).strip(" ,")
     return text[:1].upper() + text[1:]
+
+
+def _base_form(word: str) -> str:
+    """'used' -> 'use' ("I'd rather you used X"); any other word unchanged."""
+    lowered = word.lower()
+    if lowered.endswith("ed") and lowered not in _VERBS:
+        for stem in (lowered[:-1], lowered[:-2], lowered[:-3]):
+            if stem in _VERBS:
+                return stem
+    return word
 
 
 def _rewrite_liking(text: str) -> str:
@@ -582,11 +638,12 @@ def _rewrite_liking(text: str) -> str:
         new, rest = liking.group(1), liking.group(2).strip(" .!")
         return f"prefer {new} over {rest}" if rest and not rest.lower().startswith("for") else f"prefer {new} {rest}"
     hating = re.match(
-        rf"^i\s+(?:hate|dislike|don{_APOS}t\s+like|do\s+not\s+like|can{_APOS}t\s+stand)\s+(?:it\s+)?when\s+you\s+([^,;]+)",
+        rf"^i\s+(?:hate|dislike|don{_APOS}t\s+like|do\s+not\s+like|can{_APOS}t\s+stand)\s+(?:it\s+)?"
+        rf"when\s+you\s+([^,;]+)",
         text,
         re.I,
     )
-    return f"don't {hating.group(1)}" if hating else text
+    return f"never {hating.group(1)}" if hating else text
 
 
 # --------------------------------------------------------------------------- subject
@@ -596,6 +653,8 @@ _SUBJECT_LEAD = re.compile(
     rf"no|more|whenever you|every time you|each time you|when you)[\s,]+)+",
     re.I,
 )
+# "Before committing, always run the linter": the rule's object is in the main clause.
+_MAIN_CLAUSE = re.compile(r"^(?:when|whenever|once|before|after|while)\b[^,]*,\s*(?=(?:always|never)\b)", re.I)
 _SUBJECT_SPLIT = re.compile(r"\s*,?\s+(?:instead of|rather than|over|than|not)\s+|,\s*never\s+", re.I)
 # Words that end a noun phrase. A wh-word before any noun means the object is a clause
 # ("explain what you change"), and the verb is then the best key.
@@ -624,7 +683,7 @@ _FAMILIES = {
 
 def _subject(statement: str, restore) -> str:
     """A short key of what the statement is about: the object(s) of its verb, '|'-joined, new first."""
-    text = _SUBJECT_LEAD.sub("", statement.strip())
+    text = _SUBJECT_LEAD.sub("", _MAIN_CLAUSE.sub("", statement.strip()))
     verb = _leading_verb(text)
     if verb and not re.match(rf"^\S+\s+{_COMPARATOR}\s", text, re.I):
         text = text.split(None, 1)[1] if " " in text else ""
@@ -702,19 +761,22 @@ _CATEGORY_WORDS: tuple[tuple[str, re.Pattern], ...] = tuple(
     for name, pattern in (
         ("testing", r"\b(?:tests?|testing|pytest|jest|vitest|mocha|mocks?|mocking|fixtures?|coverage|e2e|"
                     r"end-to-end|playwright|cypress|snapshot|unittest|regression|assert\w*|tdd|factories)\b"),
-        ("communication", r"\b(?:respond|answers?|repl(?:y|ies)|explain|explanations?|summar\w+|apologi\w+|"
-                          r"ask me|tell me|show me|give me|verbose|terse|output|responses?|bullet|markdown tables?|"
-                          r"english|jargon|confirmation|phrase|talk to me|guess)\b"),
+        ("communication", r"\b(?:respond|answers?|repl(?:y|ies)|explain\w*|summar\w+|apologi\w+|"
+                          r"ask me|tell me|show me|give me|to me|verbose|terse|output|responses?|bullet|"
+                          r"markdown|english|jargon|confirmation|phrase|guess)\b"),
         ("workflow", r"\b(?:commits?|committing|push|pushes|branch(?:es)?|merg\w+|rebase|prs?|pull requests?|"
-                     r"changelog|deploy\w*|release|migrations?|squash|staging|prod|git|stage files|drafts?|"
-                     r"nginx config|schema)\b"),
+                     r"changelog|deploy\w*|migrations?|squash|staging|prod|git|drafts?|"
+                     r"schema|history|tags?|releases?|issues?|todos?|server)\b"),
         ("tooling", r"\b(?:npm|pnpm|yarn|bun|npx|pip|uv|poetry|pipenv|docker|compose|terraform|kubectl|vite|"
                     r"webpack|eslint|prettier|ruff|flake8|black|brew|make|cargo|gh|sudo|install\w*|packages?|"
-                    r"dependenc\w+|lockfile|ripgrep|grep|linter|httpx|requests|lodash|moment\.js|date-fns|zod|yup)\b"),
+                    r"dependenc\w+|lockfile|ripgrep|grep|linter|virtualenv|venv|makefiles?|builds?|bundler|babel|"
+                    r"esbuild|cli|librar(?:y|ies)|framework)\b"),
         ("style", r"\b(?:quotes?|emojis?|indent\w*|tabs?|spaces|naming|camelcase|snake_case|type hints?|"
                   r"docstrings?|comments?|exports?|imports?|const|let|var|f-strings?|semicolons?|lines?|format\w*|"
                   r"nested|ternar\w+|early returns?|async|await|components?|abbreviations?|any|magic numbers?|"
-                  r"inheritance|composition|pathlib|html|tailwind|styles?|console\.log|names?|exceptions?)\b"),
+                  r"inheritance|composition|pathlib|html|tailwind|styles?|console\.log|names?|exceptions?|"
+                  r"prefix|private|"
+                  r"types?|class(?:es)?|dataclass\w*|alias\w*|union|commas?|constants?|variables?|print)\b"),
     )
 )
 

@@ -9,7 +9,7 @@ No Claude tokenizer is available offline, so :func:`estimate_tokens` is a
 conservative estimate built to over- rather than under-count: the budget is a
 hard cap, and an over-count only leaves a little context unused.
 
-One regex scan splits the text into runs; each run costs:
+The text is split into runs of one character class; each run costs:
 
 ====================================  =====================================================
 run                                   tokens
@@ -39,11 +39,11 @@ ceil(ASCII characters / 3) plus the same non-ASCII costs, guards against ASCII
 text the run rules under-count (published ratios: English prose ~4 characters
 per token, code ~3). The result is the larger of the two.
 
-Measured on the samples of ``tests/retrieval/test_budget.py`` against the
+Measured on the 25 samples of ``tests/retrieval/test_budget.py`` against the
 bert-base WordPiece tokenizer (a lower bound: it also splits at every space and
-symbol), the estimate is 1.04x-1.66x the WordPiece count (median 1.26x) for
+symbol), the estimate is 1.04x-1.66x the WordPiece count, median 1.26x, for
 everything but emoji, which WordPiece maps to a single ``[UNK]``. Against the
-published ratios it is ~1.4-1.6x for prose (len/4) and ~1.2-2.2x for code and
+published ratios it is 1.4x-1.6x for prose (len/4) and 1.2x-2.2x for code and
 JSON (len/3), the high end for hashes and base64.
 
 The estimate is additive over lines: ``estimate_tokens(a + "\n" + b) <=
@@ -227,6 +227,7 @@ _SECTIONS: tuple[tuple[str, type[Memory]], ...] = (
 )
 _HEADINGS = tuple(f"## {name}" for name, _ in _SECTIONS)
 _HEADING_COSTS = tuple(estimate_tokens(h) for h in _HEADINGS)
+_MIN_ITEM_COST = estimate_tokens("- x") + 1  # the cheapest line there can be, with its newline
 
 
 def _section_of(memory: Memory) -> int | None:
@@ -316,12 +317,18 @@ def render_slice(hits: Sequence[Hit], budget: int, *, title: str = DEFAULT_TITLE
     # Upper bound of estimate_tokens(text): per-line estimates plus one per joining newline.
     cost = title_cost
     for hit in _ranked(hits) if budget > title_cost else ():
+        if budget - cost < _MIN_ITEM_COST:
+            break
         section = _section_of(hit.memory)
         line = _line(hit.memory) if section is not None else None
         if line is None:
             continue
+        heading_cost = 0 if section in used_sections else _HEADING_COSTS[section] + 1
+        # estimate_tokens(s) >= len(s) / 3: skip the scan when the line cannot fit anyway.
+        if cost + heading_cost + (len(line) + 2) // 3 + 1 > budget:
+            continue
         item_cost = estimate_tokens(line) + 1
-        extra = item_cost if section in used_sections else item_cost + _HEADING_COSTS[section] + 1
+        extra = item_cost + heading_cost
         if cost + extra > budget:
             continue
         cost += extra
@@ -334,7 +341,9 @@ def render_slice(hits: Sequence[Hit], budget: int, *, title: str = DEFAULT_TITLE
         text, items = _compose(title_line, chosen)
         tokens = estimate_tokens(text)
         if tokens <= budget:
-            assert tokens <= budget
-            return MemorySlice(items=items, budget=budget, text=text, tokens=tokens)
+            break
         chosen.pop()
-    return MemorySlice(items=[], budget=budget, text="", tokens=0)
+    if not chosen:
+        return MemorySlice(items=[], budget=budget, text="", tokens=0)
+    assert tokens <= budget, "a memory slice must never exceed its token budget"
+    return MemorySlice(items=items, budget=budget, text=text, tokens=tokens)

@@ -47,6 +47,14 @@ def success_rate(memory: Memory) -> float:
     return 0.5
 
 
+def effective_confidence(memory: Memory, now: float, half_life_days: float) -> float:
+    """Confidence after decay: a learned memory's halves every ``half_life_days`` since its last validation."""
+    if not isinstance(memory, (Heuristic, AntiPattern)):
+        return memory.confidence
+    age_days = max(0.0, now - memory.last_validated) / DAY
+    return memory.confidence * 0.5 ** (age_days / max(half_life_days, 1e-6))
+
+
 def wilson_lower_bound(successes: int, trials: int, z: float = 1.96) -> float:
     """Lower bound of the 95% Wilson interval: '2 of 2' (0.34) ranks below '40 of 45' (0.77)."""
     if trials <= 0:

@@ -114,6 +114,10 @@ class Store(ABC):
     def stats(self, scope: Scope | None = None) -> dict[str, Any]:
         """Counts by type (and agent); ``None`` means the whole store (admin)."""
 
+    def prune_events(self, scope: Scope, before: float, *, dry_run: bool = False) -> int:
+        """Delete the scope's events of closed tasks older than ``before`` (one audit note); returns the count."""
+        raise NotImplementedError
+
     def note(self, scope: Scope, memory: Memory, action: str, reason: str) -> None:
         """Write an audit row about a visible memory without changing it (e.g. a learning conflict)."""
         raise NotImplementedError

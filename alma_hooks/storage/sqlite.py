@@ -492,6 +492,22 @@ class SQLiteStore(Store):
                 "schema_version": self.schema_version(), "embedding_model": self.embedding_model()}
 
     @_translate
+    def prune_events(self, scope: Scope, before: float, *, dry_run: bool = False) -> int:
+        where = ("FROM events WHERE project_id = ? AND agent = ? AND created_at < ? AND (task_id = '' OR task_id IN "
+                 "(SELECT id FROM tasks WHERE closed_at > 0))")
+        args = (scope.project_id, scope.agent, before)
+        if dry_run:
+            return int(self.conn.execute(f"SELECT count(*) {where}", args).fetchone()[0])
+        with self._write():
+            n = len(self.conn.execute(f"DELETE {where} RETURNING 1", args).fetchall())
+            if n:
+                self.conn.execute(
+                    "INSERT INTO audit(at, actor, memory_id, type, project_id, agent, action, reason) "
+                    "VALUES (?,?,?,?,?,?,?,?)", (time.time(), self.actor, "", "event", scope.project_id, scope.agent,
+                                                 "prune", f"{n} events before {before:.0f}"))
+        return n
+
+    @_translate
     def note(self, scope: Scope, memory: Memory, action: str, reason: str) -> None:
         with self._write():
             if self._visible_row(scope, memory.id) is None:

@@ -146,10 +146,11 @@ def test_estimate_is_subadditive_over_lines(a, b):
 
 @settings(database=None)
 @given(st.text(min_size=1))
-def test_estimate_positive_and_at_least_a_third_of_ascii(text):
+def test_estimate_positive_and_at_least_a_third_of_length(text):
+    # render_slice relies on this to skip lines that cannot fit without scanning them.
     est = estimate_tokens(text)
     assert est >= 1
-    assert est >= sum(c.isascii() for c in text) / 3
+    assert est >= len(text) / 3
 
 
 # --- budget ------------------------------------------------------------------
@@ -407,7 +408,10 @@ memory_text = st.text(
 @st.composite
 def memories(draw):
     kind = draw(st.sampled_from(["heuristic", "anti", "pref", "fact", "outcome"]))
-    t = lambda: draw(memory_text)  # noqa: E731
+
+    def t() -> str:
+        return draw(memory_text)
+
     if kind == "heuristic":
         return Heuristic(project_id="p", condition=t(), strategy=t(), successes=draw(st.integers(0, 99)),
                          trials=draw(st.integers(0, 99)), confidence=draw(st.floats(0, 1)))

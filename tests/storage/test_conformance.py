@@ -14,6 +14,7 @@ turns it into a failure that asks for the marker to go.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import multiprocessing
@@ -136,12 +137,17 @@ def onehot(i: int, j: int | None = None, w: float = 0.0) -> list[float]:
     return [x / n for x in v]
 
 
-def rand_unit(seed: int) -> list[float]:
-    """A seeded random unit vector, rounded to float32 so every backend stores it exactly."""
+@functools.lru_cache(maxsize=None)
+def _rand_unit(seed: int) -> tuple[float, ...]:
     rng = random.Random(seed)
     v = [rng.gauss(0.0, 1.0) for _ in range(DIM)]
     n = math.sqrt(sum(x * x for x in v))
-    return list(struct.unpack(f"<{DIM}f", struct.pack(f"<{DIM}f", *(x / n for x in v))))
+    return struct.unpack(f"<{DIM}f", struct.pack(f"<{DIM}f", *(x / n for x in v)))
+
+
+def rand_unit(seed: int) -> list[float]:
+    """A seeded random unit vector, rounded to float32 so every backend stores it exactly."""
+    return list(_rand_unit(seed))
 
 
 def ids(items: list[Any]) -> set[str]:
@@ -396,6 +402,26 @@ def test_pending_and_set_embeddings(store: Store) -> None:
     assert b.id not in ids(store.knn(scope, onehot(1), 5))
 
 
+def test_knn_query_of_the_wrong_width_is_an_embedding_error(request: pytest.FixtureRequest, backend: str,
+                                                           store: Store) -> None:
+    xfail_on(request, backend, "sqlite", "vec0's dimension mismatch escapes as apsw.SQLError")
+    m = store.add(S(), new("heuristic", "h"))
+    store.set_embeddings(MODEL, [(m.id, onehot(0))])
+    with pytest.raises(EmbeddingError):
+        store.knn(S(), [1.0, 0.0], 3)
+
+
+def test_a_zero_vector_never_breaks_knn(request: pytest.FixtureRequest, backend: str, store: Store) -> None:
+    xfail_on(request, backend, "sqlite", "vec0 gives a NULL cosine distance for a zero vector and knn's min() "
+             "raises TypeError, for every query in that partition once one zero vector is stored")
+    zero, unit = store.add(S(), new("heuristic", "zero")), store.add(S(), new("heuristic", "unit"))
+    store.set_embeddings(MODEL, [(zero.id, [0.0] * DIM), (unit.id, onehot(0))])
+    hits = store.knn(S(), onehot(0), 5)
+    assert hits[0].memory.id == unit.id
+    assert all(-1.0 <= h.similarity <= 1.0 for h in hits)
+    assert all(-1.0 <= h.similarity <= 1.0 for h in store.knn(S(), [0.0] * DIM, 5))
+
+
 def test_new_vectors_bump_the_generation(request: pytest.FixtureRequest, backend: str, store: Store) -> None:
     xfail_on(request, backend, "sqlite", "set_embeddings changes KNN results without bumping generation()")
     scope = S()
@@ -553,6 +579,7 @@ SCOPE_IDS = [f"{'A' if s.project_id == A else 'B'}-{s.agent}-{s.user_id}" for s 
 
 @dataclasses.dataclass
 class World:
+    backend: str
     store: Store
     owners: dict[str, tuple[str, str, str]]  # memory id -> (project, agent, user)
     memories: dict[str, Memory]
@@ -577,7 +604,7 @@ class World:
         return {mid for mid, m in self.memories.items() if m.type == mtype}
 
 
-def build_world(store: Store) -> World:
+def build_world(store: Store, backend: str = "") -> World:
     written: list[tuple[Scope, Memory]] = []
     for p in PROJECTS:
         for a in AGENT_NAMES:
@@ -613,21 +640,32 @@ def build_world(store: Store) -> World:
             tasks[(p, a)] = t.id
             mine = [mid for mid, o in owners.items() if o[:2] == (p, a)]
             store.record_injection(scope, "s1", "UserPromptSubmit", [(mid, 1) for mid in mine], 40, T0)
-    return World(store, owners, memories, tasks, rand_unit(10_000))
+    return World(backend, store, owners, memories, tasks, rand_unit(10_000))
 
 
 @pytest.fixture
-def world(store: Store) -> World:
-    return build_world(store)
+def world(backend: str, store: Store) -> World:
+    """A populated store for tests that write to it."""
+    return build_world(store, backend)
 
 
-def test_world_has_what_the_scope_tests_need(world: World) -> None:
+@pytest.fixture(scope="module", params=BACKENDS, ids=BACKENDS)
+def shared_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The same populated store, built once per backend, for tests that only read."""
+    store = make_store(request.param, tmp_path_factory.mktemp(f"world-{request.param}"))
+    yield build_world(store, request.param)
+    store.close()
+
+
+def test_world_has_what_the_scope_tests_need(shared_world: World) -> None:
+    world = shared_world
     assert len(world.memories) == 2 * (3 * 4 + 1 + 2) + 2 + 1
     assert world.store.stats()["memories"] == len(world.memories)
 
 
 @pytest.mark.parametrize("scope", READ_SCOPES, ids=SCOPE_IDS)
-def test_reads_return_only_the_callers_scope(world: World, scope: Scope) -> None:
+def test_reads_return_only_the_callers_scope(shared_world: World, scope: Scope) -> None:
+    world = shared_world
     store, expected = world.store, world.expected(scope)
 
     for mid in world.memories:
@@ -672,16 +710,18 @@ def test_reads_return_only_the_callers_scope(world: World, scope: Scope) -> None
 
 
 @pytest.mark.parametrize("scope", READ_SCOPES, ids=SCOPE_IDS)
-def test_audit_log_hides_other_users_preferences(request: pytest.FixtureRequest, backend: str, world: World,
+def test_audit_log_hides_other_users_preferences(request: pytest.FixtureRequest, shared_world: World,
                                                  scope: Scope) -> None:
-    xfail_on(request, backend, "sqlite", "audit rows carry no user_id, so audit_log shows another user's "
+    world = shared_world
+    xfail_on(request, world.backend, "sqlite", "audit rows carry no user_id, so audit_log shows another user's "
              "preference ids (those with agent '*' to every agent; project '*' ones in every project)")
     others = {mid for mid, o in world.owners.items() if o[2] not in ("", scope.user_id)}
     seen = {r["memory_id"] for r in world.store.audit_log(scope, limit=1000)}
     assert not seen & others
 
 
-def test_named_isolation_rules(world: World) -> None:
+def test_named_isolation_rules(shared_world: World) -> None:
+    world = shared_world
     store = world.store
     heuristics = world.of_type("heuristic")
     prefs = world.of_type("preference")
@@ -709,7 +749,8 @@ def test_named_isolation_rules(world: World) -> None:
             assert not everywhere_u1 & seen
 
 
-def test_export_of_a_project_holds_only_that_project(world: World) -> None:
+def test_export_of_a_project_holds_only_that_project(shared_world: World) -> None:
+    world = shared_world
     for p in PROJECTS:
         rows = list(world.store.export(p))
         assert {r["id"] for r in rows} == world.owned_by(project=p)
