@@ -29,11 +29,18 @@ from typing import Any
 from . import __version__, events
 from .config import data_dir, ensure_private_dir, load_config
 from .daemon_client import request, run_dir, socket_path
+from .errors import StoreUnavailable
 from .storage.sqlite import SQLiteStore
 
 log = logging.getLogger("alma_hooks.daemon")
-VERSION_FILE = Path(__file__).resolve().parent / "__init__.py"
+#: Its mtime changing means alma-hooks was upgraded: the engine exits. ALMA_ENGINE_VERSION_FILE lets tests use a copy.
+VERSION_FILE = Path(os.environ.get("ALMA_ENGINE_VERSION_FILE") or Path(__file__).resolve().parent / "__init__.py")
+#: Environment a hook forwards with a slice request: what decides its config, project and user.
+FORWARDED_ENV = ("HOME", "USER", "LOGNAME")
 EMBED_BATCH = 32
+SMALL_BATCH = 8
+ACCEPT_TIMEOUT_S = 0.25
+BUSY_WORK_EVERY_S = 0.5
 
 
 class Engine:
@@ -50,6 +57,7 @@ class Engine:
         from .retrieval.cache import EmbeddingCache
 
         self.embedder = get_embedder()
+        self.embedder.load()  # warm means loaded: a hook's first slice must not wait for the model
         self.cache = EmbeddingCache(home / "cache" / "embeddings.db", self.embedder.model_id)
 
     @staticmethod
@@ -81,13 +89,14 @@ class Engine:
         op = msg.get("op")
         self.requests += 1
         if op == "ping":
+            pending = sum(len(s.pending_embeddings(1000)) for s in self.stores.values())
             return {"ok": True, "pid": os.getpid(), "version": __version__, "uptime_s": time.time() - self.started,
-                    "requests": self.requests, "model": self.embedder.model_id}
+                    "requests": self.requests, "model": self.embedder.model_id, "pending": pending}
         if op == "embed":
             return {"vectors": self.embed([str(t) for t in msg.get("texts", [])])}
         if op == "slice":
             payload = msg.get("payload") or {}
-            ctx = events.make_context(payload, store_factory=self.store, embed=self.embed)
+            ctx = events.make_context(payload, store_factory=self.store, embed=self.embed, env=_hook_env(msg))
             if ctx is None:
                 return {"text": ""}
             return {"text": events.inject_text(ctx, str(msg.get("event")), str(msg.get("query") or ""))}
@@ -95,20 +104,39 @@ class Engine:
             return {"ok": True, "stopping": True}
         return {"error": f"unknown op {op!r}"}
 
-    def background(self) -> int:
+    def background(self, batch: int = EMBED_BATCH) -> int:
         """Embed pending memories of every open store; returns how many."""
         done = 0
         for store in list(self.stores.values()):
-            pending = store.pending_embeddings(EMBED_BATCH)
-            if pending:
-                vecs = self.embedder.embed([t for _, t in pending])
-                done += store.set_embeddings(self.embedder.model_id, [(i, v) for (i, _), v in zip(pending, vecs)])
+            try:
+                pending = store.pending_embeddings(batch)
+                if pending:
+                    vecs = self.embedder.embed([t for _, t in pending])
+                    done += store.set_embeddings(self.embedder.model_id,
+                                                 [(i, v) for (i, _), v in zip(pending, vecs)])
+            except StoreUnavailable as e:  # busy or read-only now: try again on the next round
+                log.info("background embedding skipped %s: %s", store.path, e)
         return done
 
     def close(self) -> None:
         for store in self.stores.values():
             store.close()
         self.cache.close()
+
+
+def _hook_env(msg: dict[str, Any]) -> dict[str, str] | None:
+    """The requesting hook's ALMA_* and identity variables over the engine's environment (None: not sent).
+
+    Config, project and user are resolved from the environment: the engine must
+    resolve them as the hook would, not as whoever started the engine did.
+    """
+    sent = msg.get("env")
+    if not isinstance(sent, dict):
+        return None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALMA_")}
+    env.update({k: v for k, v in sent.items() if isinstance(k, str) and isinstance(v, str)
+                and (k.startswith("ALMA_") or k in FORWARDED_ENV)})
+    return env
 
 
 def serve(home: Path | None = None, idle_timeout_s: float | None = None) -> int:
@@ -130,6 +158,7 @@ def serve(home: Path | None = None, idle_timeout_s: float | None = None) -> int:
     engine = None
     try:
         engine = Engine(home, idle_timeout_s)
+        _open_default_store(engine, home)
         if sock_path.exists():
             sock_path.unlink()
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -164,17 +193,32 @@ def serve(home: Path | None = None, idle_timeout_s: float | None = None) -> int:
     return 0
 
 
+def _open_default_store(engine: Engine, home: Path) -> None:
+    """Open the data dir's DB at start, so rows captured before the first request get embedded too."""
+    config = load_config(home, {"ALMA_HOME": str(home)})
+    if config.db_path.exists():
+        try:
+            engine.store(config)
+        except StoreUnavailable as e:  # busy or read-only: the first slice request opens it later
+            log.info("engine could not open %s yet: %s", config.db_path, e)
+
+
 def _exit_on_signal(signum: int, frame: Any) -> None:
     raise SystemExit(0)
 
 
 def _loop(engine: Engine, server: socket.socket, idle_timeout_s: float) -> None:
-    last_request = time.monotonic()
-    server.settimeout(1.0)
+    last_request = last_work = time.monotonic()
+    server.settimeout(ACCEPT_TIMEOUT_S)
     while True:
+        if time.monotonic() - last_work > BUSY_WORK_EVERY_S:
+            # under a steady stream of requests, still make progress in small steps
+            engine.background(SMALL_BATCH)
+            last_work = time.monotonic()
         try:
             conn, _ = server.accept()
         except socket.timeout:
+            last_work = time.monotonic()
             if engine.background() == 0:
                 if time.monotonic() - last_request > idle_timeout_s:
                     log.info("engine idle for %.0f s: exiting", idle_timeout_s)

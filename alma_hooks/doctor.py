@@ -68,6 +68,8 @@ def run_checks(cwd: Path | str | None = None, env: dict[str, str] | None = None)
     checks += check_dependencies()
     checks.append(_guard("sqlite-vec", check_sqlite_vec))
     checks += _guard_many("model", check_model)
+    # before anything opens the DB: the store quietly tightens the dir's mode
+    checks.append(_guard("data dir", lambda: check_data_dir(data_dir(env))))
     config = None
     try:
         config = load_config(cwd, env)
@@ -78,7 +80,6 @@ def run_checks(cwd: Path | str | None = None, env: dict[str, str] | None = None)
         checks.append(Check("config", FAIL, f"{type(e).__name__}: {e}", "see alma_hooks/defaults.yaml"))
     if config is not None:
         checks += _guard_many("database", lambda: check_database(config))
-    checks.append(_guard("data dir", lambda: check_data_dir(data_dir(env))))
     if config is not None:
         checks.append(_guard("hooks", lambda: check_hooks(config.project_root, env)))
     checks.append(_guard("engine", lambda: check_engine(data_dir(env))))
@@ -154,7 +155,7 @@ def check_model() -> Iterator[Check]:
                           fix=INSTALL_FIX)
     yield Check("model files", OK, f"{embedding.MODEL_ID}: model and tokenizer match their sha256 pins")
     started = time.perf_counter()
-    vec = embedding.OnnxMiniLM().embed_one("alma-hooks doctor checks the embedding model")
+    vec = embedding.get_embedder().embed_one("alma-hooks doctor checks the embedding model")
     ms = (time.perf_counter() - started) * 1000
     norm = float((vec * vec).sum()) ** 0.5
     if vec.shape != (embedding.DIM,) or abs(norm - 1.0) > 1e-3:
@@ -220,13 +221,19 @@ def _size(path: Path) -> str:
 
 
 def check_data_dir(home: Path) -> Check:
+    """The data dir must be private (0700); a looser mode is repaired and reported."""
     if not home.exists():
         ensure_private_dir(home)
     mode = home.stat().st_mode & 0o777
-    if mode != 0o700:
-        return Check("data dir", FAIL, f"{home} has mode {mode:o}: other users can read your memories",
+    if mode == 0o700:
+        return Check("data dir", OK, f"{home} (mode 700)")
+    try:
+        os.chmod(home, 0o700)
+    except OSError as e:
+        return Check("data dir", FAIL, f"{home} has mode {mode:o}: other users can read your memories ({e.strerror})",
                      f"chmod 700 {home}")
-    return Check("data dir", OK, f"{home} (mode 700)")
+    return Check("data dir", WARN, f"{home} had mode {mode:o}, readable by other users; changed it to 700",
+                 "nothing more to do")
 
 
 def check_hooks(project_root: Path, env: dict[str, str]) -> Check:

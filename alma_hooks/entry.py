@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -31,6 +32,9 @@ ENGINE_TIMEOUT_S = 0.3
 EMBED_TIMEOUT_S = 3.0
 HOOK_BUSY_TIMEOUT_MS = 1500
 LOG_BYTES = 1_000_000
+#: A JSON escape of a UTF-16 surrogate: valid JSON, but a lone one cannot be encoded as UTF-8.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Deadline(Exception):
@@ -91,7 +95,7 @@ def _remote(home: Path):  # type: ignore[no-untyped-def]
     autostart = os.environ.get("ALMA_ENGINE_AUTOSTART", "1").strip().lower() not in ("0", "false", "no", "off")
 
     def ask(ctx: Any, event: str, query: str) -> str | None:
-        msg = {"op": "slice", "event": event, "query": query, "payload": ctx.payload}
+        msg = {"op": "slice", "event": event, "query": query, "payload": ctx.payload, "env": _identity_env()}
         reply = daemon_client.request(home, msg, ENGINE_TIMEOUT_S)
         if reply is None:
             if autostart:
@@ -101,6 +105,11 @@ def _remote(home: Path):  # type: ignore[no-untyped-def]
         return text if isinstance(text, str) else None
 
     return ask
+
+
+def _identity_env() -> dict[str, str]:
+    """What the engine needs to resolve config, project and user as this hook does."""
+    return {k: v for k, v in os.environ.items() if k.startswith("ALMA_") or k in ("HOME", "USER", "LOGNAME")}
 
 
 def _remote_embed(home: Path):  # type: ignore[no-untyped-def]
@@ -169,6 +178,8 @@ def main() -> int:
         decoded = json.loads(raw.decode("utf-8", errors="replace"))
         if not isinstance(decoded, dict):
             raise ValueError(f"hook input is {type(decoded).__name__}, not an object")
+        if _SURROGATE_ESCAPE.search(raw):
+            decoded = _without_surrogates(decoded)
         payload = decoded
         event = str(payload.get("hook_event_name") or "")
         signal.signal(signal.SIGALRM, _on_alarm)
@@ -182,12 +193,23 @@ def main() -> int:
         out = None
         _fail_open(e, payload, home, log)
     if out:
-        try:
-            sys.stdout.write(json.dumps(out, ensure_ascii=False))
-            sys.stdout.flush()
+        try:  # UTF-8 whatever the locale: Claude Code reads UTF-8
+            sys.stdout.buffer.write(json.dumps(out, ensure_ascii=False).encode("utf-8", "replace"))
+            sys.stdout.buffer.flush()
         except BaseException:  # noqa: BLE001 - a closed stdout must not turn into a non-zero exit
             pass
     return 0
+
+
+def _without_surrogates(obj: Any) -> Any:
+    """``obj`` with lone surrogates replaced by U+FFFD, so SQLite, the spool and stdout can encode it."""
+    if isinstance(obj, str):
+        return _SURROGATE.sub("\ufffd", obj)
+    if isinstance(obj, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_without_surrogates(v) for v in obj]
+    return obj
 
 
 def _fail_open(error: BaseException, payload: dict[str, Any], home: Path, log: logging.Logger) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
-from .learning.outcomes import (classify_feedback, infer_success, strategy_summary, summarize_input,
+from .learning.outcomes import (classify_feedback, infer_success, split_attempts, summarize_input,
                                 summarize_result)
 from .learning.preferences import detect_preference, same_subject
 from .redact import redact
@@ -178,9 +178,10 @@ def stop(ctx: Context) -> None:
     events = ctx.store.events(ctx.scope, task_id=task.id)
     last_message = str(ctx.payload.get("last_assistant_message") or "")
     verdict = infer_success(events, last_message)
+    worked, failed = split_attempts(events, verdict.success)
     outcome = Outcome(
         project_id=ctx.scope.project_id, agent=ctx.scope.agent, task_description=task.description,
-        success=verdict.success, strategy_used=strategy_summary(events), feedback=verdict.evidence,
+        success=verdict.success, strategy_used=worked, failed_strategy=failed, feedback=verdict.evidence,
         duration_ms=int((time.time() - task.started_at) * 1000), session_id=ctx.session_id,
         error=next((e.error for e in reversed(events) if not e.ok and e.error), "")[:400],
         source_ids=[e.id for e in events][-50:], confidence=0.5)

