@@ -80,12 +80,17 @@ class ScopePolicy:
 
     def check_write(self, agent: str, domain: str) -> str | None:
         """Why ``agent`` may not write a memory in ``domain``, or None when it may."""
-        if not domain or agent == "*":
+        if agent == "*":
             return None
         prof = self.profile(agent)
         if prof is None:
             return f"agent '{agent}' is not configured to learn (agents.default is null)"
         return prof.check_domain(domain)
+
+    @classmethod
+    def permissive(cls) -> ScopePolicy:
+        """Every agent may learn every domain: a store opened without configuration."""
+        return cls({}, AgentProfile("default"))
 
     @classmethod
     def from_agents(cls, agents: dict[str, Any], min_occ: int = 3) -> ScopePolicy:

@@ -134,6 +134,8 @@ def run(payload: dict[str, Any], home: Path) -> dict[str, Any] | None:
     """Handle one payload in this process (the engine is asked for slices only)."""
     from . import events, spool
 
+    if os.environ.get("CLAUDE_PLUGIN_ROOT") and _settings_hooks_present(payload):
+        return None  # `alma-hooks install` registered the hooks in settings too: let those run, not both
     ctx = events.make_context(payload, store_factory=_store_factory, remote=_remote(home),
                               embed=_remote_embed(home) if payload.get("hook_event_name") in LEARN_EVENTS else None)
     if ctx is None:
@@ -144,6 +146,22 @@ def run(payload: dict[str, Any], home: Path) -> dict[str, Any] | None:
         return events.handle(ctx)
     finally:
         ctx.store.close()
+
+
+def _settings_hooks_present(payload: dict[str, Any]) -> bool:
+    """True when project or user settings already run alma-hooks (see alma_hooks.install)."""
+    cwd = payload.get("cwd")
+    candidates = [Path.home() / ".claude" / "settings.json"]
+    for d in (os.environ.get("CLAUDE_PROJECT_DIR"), cwd):
+        if isinstance(d, str) and d:
+            candidates.append(Path(d) / ".claude" / "settings.json")
+    for path in candidates:
+        try:
+            if "alma_hooks.entry" in path.read_text(encoding="utf-8"):
+                return True
+        except (OSError, UnicodeDecodeError):
+            continue
+    return False
 
 
 def _replay_one(payload: dict[str, Any], store: Any) -> None:

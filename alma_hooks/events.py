@@ -30,7 +30,6 @@ from typing import Any
 from .config import Config, load_config
 from .learning.outcomes import (classify_feedback, infer_success, split_attempts, summarize_input,
                                 summarize_result)
-from .learning.preferences import detect_preference, same_subject
 from .redact import redact
 from .storage.base import Store
 from .types import MAIN_AGENT, ExecutionEvent, MemorySlice, Outcome, Preference, Scope, Task
@@ -175,6 +174,9 @@ def stop(ctx: Context) -> None:
     task = ctx.store.current_task(ctx.scope, ctx.session_id)
     if task is None:
         return None
+    if ctx.config.policy.profile(ctx.scope.agent) is None:  # agents.default: null: unlisted agents learn nothing
+        ctx.store.close_task(ctx.scope, task.id, "", time.time())
+        return None
     events = ctx.store.events(ctx.scope, task_id=task.id)
     last_message = str(ctx.payload.get("last_assistant_message") or "")
     verdict = infer_success(events, last_message)
@@ -231,6 +233,9 @@ def _apply_feedback(ctx: Context, prompt: str) -> None:
 
 
 def _capture_preference(ctx: Context, prompt: str) -> None:
+    # imported here: its regexes cost ~10-20 ms at import, and only this event needs them
+    from .learning.preferences import detect_preference, same_subject
+
     found = detect_preference(prompt)
     if found is None:
         return

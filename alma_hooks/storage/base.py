@@ -114,13 +114,13 @@ class Store(ABC):
     def stats(self, scope: Scope | None = None) -> dict[str, Any]:
         """Counts by type (and agent); ``None`` means the whole store (admin)."""
 
+    @abstractmethod
     def prune_events(self, scope: Scope, before: float, *, dry_run: bool = False) -> int:
         """Delete the scope's events of closed tasks older than ``before`` (one audit note); returns the count."""
-        raise NotImplementedError
 
+    @abstractmethod
     def note(self, scope: Scope, memory: Memory, action: str, reason: str) -> None:
         """Write an audit row about a visible memory without changing it (e.g. a learning conflict)."""
-        raise NotImplementedError
 
     @abstractmethod
     def audit_log(self, scope: Scope, limit: int = 100) -> list[dict[str, Any]]:
@@ -159,8 +159,9 @@ class Store(ABC):
             reason = "a preference belongs to the writing user"
         elif memory.type != "preference" and memory.user_id:
             reason = "only preferences carry a user_id"
-        else:
-            reason = self.policy.check_write(memory.agent, memory.domain)
+        elif memory.type != "preference":
+            # the writer's own profile decides, also for memories shared with every agent ("*")
+            reason = self.policy.check_write(scope.agent, memory.domain)
         if reason:
             log.warning("write refused: %s (memory %s, type %s)", reason, memory.id, memory.type)
             raise ScopeViolation(f"write refused: {reason}", "write within your own project, agent and domains")
@@ -180,8 +181,14 @@ def redact_memory(memory: Memory) -> Memory:
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(memory):
         v = getattr(memory, f.name)
-        if isinstance(v, str) and f.name not in ("id", "project_id", "agent", "user_id"):
-            r = redact(v)
-            if r != v:
-                changes[f.name] = r
+        if f.name in ("id", "project_id", "agent", "user_id"):
+            continue
+        if isinstance(v, str):
+            r: Any = redact(v)
+        elif isinstance(v, list):
+            r = [redact(x) if isinstance(x, str) else x for x in v]
+        else:
+            continue
+        if r != v:
+            changes[f.name] = r
     return dataclasses.replace(memory, **changes) if changes else memory

@@ -110,7 +110,7 @@ class FileStore(Store):
 
     def __init__(self, directory: Path | str, policy: ScopePolicy | None = None, *, actor: str = "") -> None:
         self.directory = Path(directory)
-        self.policy = policy or ScopePolicy()
+        self.policy = policy or ScopePolicy.permissive()
         self.actor = actor
         self._seq = 0
         self._meta: dict[str, Any] = {}
@@ -193,13 +193,12 @@ class FileStore(Store):
             for line in data[:end].splitlines():
                 if not line.strip():
                     continue
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    log.warning("skipping an unreadable line in %s", lf.path)
-                    continue
                 self._seq += 1
-                apply(rec, self._seq)
+                try:
+                    apply(json.loads(line), self._seq)
+                except (ValueError, KeyError, TypeError) as e:
+                    # a torn or foreign record must not make the whole store unreadable
+                    log.warning("skipping an unreadable record in %s: %s", lf.path, e)
 
     def _append(self, name: str, records: Sequence[dict[str, Any]]) -> None:
         """Append records to a log and apply them (exclusive lock held, log refreshed)."""
@@ -298,7 +297,7 @@ class FileStore(Store):
     # ------------------------------------------------------------ helpers
     def _visible(self, scope: Scope, memory_id: str) -> _Entry | None:
         e = self._memories.get(memory_id)
-        return e
+        return e if e is not None and e.memory.visible_to(scope) else None
 
     def _visible_entries(self, scope: Scope, types: Sequence[str] | None) -> list[_Entry]:
         return [e for e in self._memories.values()
@@ -578,6 +577,39 @@ class FileStore(Store):
                 "db_path": str(self.directory), "db_bytes": size,
                 "schema_version": self._meta.get("format", FORMAT_VERSION),
                 "embedding_model": self._meta.get("embedding_model")}
+
+    def note(self, scope: Scope, memory: Memory, action: str, reason: str) -> None:
+        with self._locked(exclusive=True):
+            self._refresh("memories", "audit")
+            entry = self._visible(scope, memory.id)
+            if entry is None:
+                raise NotFound(f"no memory {memory.id} in this scope")
+            self._append("audit", [self._audit(entry.memory, action, reason)])
+
+    def prune_events(self, scope: Scope, before: float, *, dry_run: bool = False) -> int:
+        with self._locked(exclusive=True):
+            self._refresh("events", "tasks")
+            closed = {tid for tid, (_, t) in self._tasks.items() if t.closed_at}
+            doomed = {e.id for _, e in self._events
+                      if e.project_id == scope.project_id and e.agent == scope.agent and e.created_at < before
+                      and (not e.task_id or e.task_id in closed)}
+            if dry_run or not doomed:
+                return len(doomed)
+            kept = [dataclasses.asdict(e) for _, e in self._events if e.id not in doomed]
+            path = self.directory / "events.jsonl"
+            tmp = path.with_name(path.name + ".tmp")
+            fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(r) + "\n" for r in kept)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # every reader sees a new inode and replays the file
+            self._refresh("events")
+            self._append("audit", [{"at": time.time(), "actor": self.actor, "memory_id": "", "type": "event",
+                                    "project_id": scope.project_id, "agent": scope.agent, "user_id": "",
+                                    "action": "prune", "reason": f"{len(doomed)} events before {before:.0f}",
+                                    "snapshot": ""}])
+        return len(doomed)
 
     def audit_log(self, scope: Scope, limit: int = 100) -> list[dict[str, Any]]:
         with self._locked(exclusive=False):

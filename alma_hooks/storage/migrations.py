@@ -124,8 +124,14 @@ CREATE TABLE generations (
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
+# Audit rows name the user, so one user's audit never shows another's preferences.
+m002_audit_user = """
+ALTER TABLE audit ADD COLUMN user_id TEXT NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_memories", m001_memories),
+    ("m002_audit_user", m002_audit_user),
 ]
 
 _names = [name for name, _ in MIGRATIONS]

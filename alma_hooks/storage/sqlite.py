@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import apsw
 
 from ..config import ScopePolicy, ensure_private_dir
-from ..errors import EmbeddingError, NotFound, SchemaTooNew, StoreCorrupt, StoreUnavailable
+from ..errors import AlmaError, EmbeddingError, NotFound, SchemaTooNew, StoreCorrupt, StoreUnavailable
 from ..redact import redact
 from ..types import ANY, MEMORY_TYPES, ExecutionEvent, Hit, Memory, Scope, Task
 from .base import Store, Vector, log, redact_memory
@@ -80,6 +80,8 @@ def _translate(fn: _F) -> _F:
             raise StoreUnavailable(f"the database cannot be written: {e}", "check the file's permissions") from e
         except (apsw.FullError, apsw.IOError) as e:
             raise StoreUnavailable(f"the database cannot be written: {e}", "free disk space") from e
+        except apsw.ConstraintError as e:
+            raise AlmaError(f"refused by the database: {e}", "a memory with this id already exists") from e
 
     return wrapper  # type: ignore[return-value]
 
@@ -90,7 +92,7 @@ class SQLiteStore(Store):
     def __init__(self, path: Path | str, policy: ScopePolicy | None = None, *,
                  busy_timeout_ms: int = 5000, actor: str = "") -> None:
         self.path = Path(path)
-        self.policy = policy or ScopePolicy()
+        self.policy = policy or ScopePolicy.permissive()
         self.actor = actor
         self.conn = self._connect(busy_timeout_ms)
 
@@ -173,10 +175,10 @@ class SQLiteStore(Store):
 
     def _audit(self, memory: Memory, action: str, reason: str, snapshot: str = "") -> None:
         self.conn.execute(
-            "INSERT INTO audit(at, actor, memory_id, type, project_id, agent, action, reason, snapshot) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
-            (time.time(), self.actor, memory.id, memory.type, memory.project_id, memory.agent, action, reason,
-             snapshot))
+            "INSERT INTO audit(at, actor, memory_id, type, project_id, agent, user_id, action, reason, snapshot) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (time.time(), self.actor, memory.id, memory.type, memory.project_id, memory.agent, memory.user_id,
+             action, redact(reason), snapshot))
 
     def _bump(self, project_id: str, agent: str) -> None:
         self.conn.execute("INSERT INTO generations(project_id, agent, gen) VALUES (?,?,1) "
@@ -294,7 +296,7 @@ class SQLiteStore(Store):
         """(project, agent, user) vec0 partitions where memories of ``mtype`` visible to ``scope`` live."""
         p, a, u = _scope_args(scope)
         if mtype == "preference":
-            return [(p, a, u), (p, ANY, u), (ANY, ANY, u)]
+            return [(p, a, u), (p, ANY, u), (ANY, a, u), (ANY, ANY, u)]
         if mtype == "knowledge":
             return [(p, a, ""), (p, ANY, "")]
         return [(p, a, "")]
@@ -302,6 +304,9 @@ class SQLiteStore(Store):
     @_translate
     def knn(self, scope: Scope, vector: Vector, k: int, types: Sequence[str] | None = None) -> list[Hit]:
         blob = pack_vector(vector)
+        if len(blob) != EMBEDDING_DIM * 4:
+            raise EmbeddingError(f"a query vector of {len(blob) // 4} dimensions does not fit this DB "
+                                 f"({EMBEDDING_DIM})", "run `alma-hooks reembed`")
         best: dict[int, float] = {}
         for mtype in types or list(MEMORY_TYPES):
             for p, a, u in self._partitions(scope, mtype):
@@ -310,7 +315,8 @@ class SQLiteStore(Store):
                     "AND project_id = ? AND agent = ? AND type = ? AND user_id = ?",
                     (blob, int(k), p, a, mtype, u)).fetchall()
                 for rid, dist in rows:
-                    best[rid] = min(dist, best.get(rid, 2.0))
+                    if dist is not None:  # a zero vector has no cosine distance
+                        best[rid] = min(dist, best.get(rid, 2.0))
         if not best:
             return []
         rows = self._rows_by_rid(scope, list(best))
@@ -367,6 +373,7 @@ class SQLiteStore(Store):
             elif current != model_id:
                 raise EmbeddingError(f"the DB holds vectors of model {current}, not {model_id}",
                                      "run `alma-hooks reembed`")
+            touched: set[tuple[str, str]] = set()
             for memory_id, vec in items:
                 row = self.conn.execute("SELECT rid, project_id, agent, type, user_id FROM memories WHERE id = ?",
                                         (memory_id,)).fetchone()
@@ -374,7 +381,10 @@ class SQLiteStore(Store):
                     continue  # deleted meanwhile
                 self._insert_vector(row[0], row[1:], pack_vector(vec))
                 self.conn.execute("UPDATE memories SET embedding_pending = 0 WHERE rid = ?", (row[0],))
+                touched.add((row[1], row[2]))
                 written += 1
+            for project_id, agent in touched:  # KNN results change: caches keyed on the generation must drop
+                self._bump(project_id, agent)
         return written
 
     @_translate
@@ -420,6 +430,15 @@ class SQLiteStore(Store):
             self.check_event(scope, ExecutionEvent(project_id=task.project_id, agent=task.agent, tool=""))
         task = dataclasses.replace(task, description=redact(task.description), user_id=scope.user_id)
         with self._write():
+            owner = self.conn.execute("SELECT project_id, agent FROM tasks WHERE id = ?", (task.id,)).fetchone()
+            if owner is not None and tuple(owner) != (task.project_id, task.agent):
+                from ..errors import ScopeViolation
+
+                raise ScopeViolation("write refused: the task id belongs to another scope")
+            # a new task of this session and agent supersedes any earlier open one
+            self.conn.execute("UPDATE tasks SET closed_at = ? WHERE project_id = ? AND agent = ? AND session_id = ? "
+                              "AND closed_at = 0 AND id != ?",
+                              (task.started_at, task.project_id, task.agent, task.session_id, task.id))
             self.conn.execute(
                 "INSERT OR REPLACE INTO tasks(id, project_id, agent, user_id, session_id, description, started_at, "
                 "closed_at, outcome_id, injected_ids) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -518,8 +537,8 @@ class SQLiteStore(Store):
     def audit_log(self, scope: Scope, limit: int = 100) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT at, actor, memory_id, type, project_id, agent, action, reason FROM audit "
-            "WHERE project_id IN (?, '*') AND agent IN (?, '*') ORDER BY rid DESC LIMIT ?",
-            (scope.project_id, scope.agent, int(limit))).fetchall()
+            "WHERE project_id IN (?, '*') AND agent IN (?, '*') AND user_id IN ('', ?) ORDER BY rid DESC LIMIT ?",
+            (scope.project_id, scope.agent, scope.user_id, int(limit))).fetchall()
         keys = ("at", "actor", "memory_id", "type", "project_id", "agent", "action", "reason")
         return [dict(zip(keys, r)) for r in rows]
 

@@ -216,7 +216,6 @@ def test_returned_memories_are_copies(store: Store) -> None:
 
 
 def test_add_existing_id_is_refused(request: pytest.FixtureRequest, backend: str, store: Store) -> None:
-    xfail_on(request, backend, "sqlite", "a duplicate id escapes as apsw.ConstraintError, not an AlmaError")
     scope = S()
     m = store.add(scope, new("heuristic", "first"))
     with pytest.raises(AlmaError):
@@ -404,7 +403,6 @@ def test_pending_and_set_embeddings(store: Store) -> None:
 
 def test_knn_query_of_the_wrong_width_is_an_embedding_error(request: pytest.FixtureRequest, backend: str,
                                                            store: Store) -> None:
-    xfail_on(request, backend, "sqlite", "vec0's dimension mismatch escapes as apsw.SQLError")
     m = store.add(S(), new("heuristic", "h"))
     store.set_embeddings(MODEL, [(m.id, onehot(0))])
     with pytest.raises(EmbeddingError):
@@ -412,8 +410,6 @@ def test_knn_query_of_the_wrong_width_is_an_embedding_error(request: pytest.Fixt
 
 
 def test_a_zero_vector_never_breaks_knn(request: pytest.FixtureRequest, backend: str, store: Store) -> None:
-    xfail_on(request, backend, "sqlite", "vec0 gives a NULL cosine distance for a zero vector and knn's min() "
-             "raises TypeError, for every query in that partition once one zero vector is stored")
     zero, unit = store.add(S(), new("heuristic", "zero")), store.add(S(), new("heuristic", "unit"))
     store.set_embeddings(MODEL, [(zero.id, [0.0] * DIM), (unit.id, onehot(0))])
     hits = store.knn(S(), onehot(0), 5)
@@ -423,7 +419,6 @@ def test_a_zero_vector_never_breaks_knn(request: pytest.FixtureRequest, backend:
 
 
 def test_new_vectors_bump_the_generation(request: pytest.FixtureRequest, backend: str, store: Store) -> None:
-    xfail_on(request, backend, "sqlite", "set_embeddings changes KNN results without bumping generation()")
     scope = S()
     m = store.add(scope, new("heuristic", "embed me"))
     before = store.generation(scope)
@@ -441,7 +436,9 @@ def test_events_by_session_and_task(store: Store) -> None:
                               result_summary="done", ok=i % 2 == 0, error="" if i % 2 == 0 else "boom",
                               duration_ms=10 * i, created_at=at, id=f"e{i}")
 
-    e1, e2, e3, e0 = ev(1, "s1", "t1", T0 + 1), ev(2, "s1", "t2", T0 + 2), ev(3, "s2", "t1", T0 + 3), ev(0, "s1", "", T0)
+    e0, e1 = ev(0, "s1", "", T0), ev(1, "s1", "t1", T0 + 1)
+    e2, e3 = ev(2, "s1", "t2", T0 + 2), ev(3, "s2", "t1", T0 + 3)
+    # e0 is the oldest but written last: the order comes from created_at, not from the order of writes
     for e in (e1, e2, e3, e0):
         store.add_event(scope, e)
     store.add_event(scope, dataclasses.replace(e1, tool="Duplicate"))  # the same id again: kept once
@@ -475,8 +472,6 @@ def test_tasks_open_current_close(store: Store) -> None:
 
 def test_closing_the_latest_task_does_not_revive_a_superseded_one(
         request: pytest.FixtureRequest, backend: str, store: Store) -> None:
-    xfail_on(request, backend, "sqlite", "open_task's docstring says an earlier open task is returned by "
-             "current_task no more, but after the later one closes it is returned again")
     scope = S()
     store.open_task(scope, Task(project_id=A, session_id="s1", description="interrupted", started_at=T0))
     t2 = store.open_task(scope, Task(project_id=A, session_id="s1", description="next", started_at=T0 + 1))
@@ -713,8 +708,6 @@ def test_reads_return_only_the_callers_scope(shared_world: World, scope: Scope) 
 def test_audit_log_hides_other_users_preferences(request: pytest.FixtureRequest, shared_world: World,
                                                  scope: Scope) -> None:
     world = shared_world
-    xfail_on(request, world.backend, "sqlite", "audit rows carry no user_id, so audit_log shows another user's "
-             "preference ids (those with agent '*' to every agent; project '*' ones in every project)")
     others = {mid for mid, o in world.owners.items() if o[2] not in ("", scope.user_id)}
     seen = {r["memory_id"] for r in world.store.audit_log(scope, limit=1000)}
     assert not seen & others
@@ -771,8 +764,6 @@ def test_generation_ignores_other_projects(world: World) -> None:
 
 def test_any_agent_preference_of_one_agent_in_every_project(request: pytest.FixtureRequest, backend: str,
                                                             store: Store) -> None:
-    xfail_on(request, backend, "sqlite", "knn's preference partitions miss (project '*', agent X): a preference "
-             "for one agent in every project is visible to get/list/lexical but never found by knn")
     scope = S(A, "helena", "u1")
     m = store.add(scope, new("preference", "helena prefers role selectors", project=ANY, agent="helena", user="u1"))
     store.set_embeddings(MODEL, [(m.id, onehot(7))])
@@ -851,9 +842,6 @@ def test_unconfigured_agent_with_null_default_learns_nothing(backend: str, store
         store.close()
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                   reason="contract: ScopePolicy.check_write returns None for an empty domain before it looks the "
-                   "agent up, so with agents.default: null an unlisted agent still stores memories without a domain")
 def test_unconfigured_agent_with_null_default_cannot_write_domainless(backend: str, store_dir: Path) -> None:
     store = make_store(backend, store_dir, STRICT_POLICY)
     try:
@@ -863,9 +851,6 @@ def test_unconfigured_agent_with_null_default_cannot_write_domainless(backend: s
         store.close()
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                   reason="contract: check_write skips the policy for agent '*', so helena can store knowledge in "
-                   "backend_logic (her cannot_learn) by writing it for every agent")
 def test_shared_knowledge_does_not_bypass_cannot_learn(store: Store) -> None:
     with pytest.raises(ScopeViolation):
         store.add(S(A, "helena"), new("knowledge", "x", agent=ANY, domain="backend_logic"))
@@ -893,8 +878,6 @@ def test_event_and_task_writes_outside_the_scope_are_refused(world: World) -> No
 
 def test_open_task_cannot_take_over_another_scopes_task(request: pytest.FixtureRequest, backend: str,
                                                         world: World) -> None:
-    xfail_on(request, backend, "sqlite", "open_task uses INSERT OR REPLACE by id, so a task id of another "
-             "(project, agent) is moved into the caller's scope")
     store = world.store
     victors = world.tasks[(A, "victor")]
     with pytest.raises((ScopeViolation, NotFound)):
@@ -978,16 +961,12 @@ def test_secrets_never_reach_the_files(store: Store, store_dir: Path, tmp_path: 
 
 def test_delete_reason_is_redacted(request: pytest.FixtureRequest, backend: str, store: Store,
                                    store_dir: Path) -> None:
-    xfail_on(request, backend, "sqlite", "the audit reason is stored as given, not redacted")
     m = store.add(S(), new("heuristic", "to delete"))
     store.delete(S(), m.id, reason=f"contained {SECRET}")
     assert SECRET not in store.audit_log(S())[0]["reason"]
     _assert_no_secret(store_dir)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="contract: redact_memory's docstring says list fields are redacted too, but it only "
-                   "redacts str fields, so a secret in source_ids is stored")
 def test_source_ids_are_redacted(store: Store, store_dir: Path) -> None:
     m = store.add(S(), new("outcome", "with provenance", source_ids=["ev1", f"key={SECRET}"]))
     assert SECRET not in " ".join(store.get(S(), m.id).source_ids)
@@ -999,7 +978,10 @@ def test_source_ids_are_redacted(store: Store, store_dir: Path) -> None:
 N_WORKERS, N_EACH = 4, 200
 
 
-def _concurrent_writer(backend: str, root: str, worker: int, barrier: Any) -> None:
+N_UPDATES = 50  # per worker, all to one shared memory
+
+
+def _concurrent_writer(backend: str, root: str, worker: int, shared_id: str, barrier: Any) -> None:
     store = make_store(backend, Path(root))
     scope = S()
     try:
@@ -1008,15 +990,21 @@ def _concurrent_writer(backend: str, root: str, worker: int, barrier: Any) -> No
             store.add(scope, new("heuristic", f"worker {worker} item {i}"))
             store.add_event(scope, ExecutionEvent(project_id=A, session_id=f"w{worker}", tool="Bash",
                                                   input_summary=f"item {i}"))
+            if i % (N_EACH // N_UPDATES) == 0:
+                # a stale copy on purpose: the store must number versions from what is stored, not from the caller
+                shared = dataclasses.replace(store.get(scope, shared_id), confidence=(worker + i) / 1000)
+                store.update(scope, shared, reason=f"worker {worker}")
     finally:
         store.close()
 
 
 def test_concurrent_writers_lose_nothing(backend: str, store_dir: Path) -> None:
-    make_store(backend, store_dir).close()  # create the store once; the race under test is the writes
+    setup = make_store(backend, store_dir)  # create the store once; the race under test is the writes
+    shared = setup.add(S(), new("outcome", "updated by every worker"))
+    setup.close()
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(N_WORKERS)
-    procs = [ctx.Process(target=_concurrent_writer, args=(backend, str(store_dir), w, barrier))
+    procs = [ctx.Process(target=_concurrent_writer, args=(backend, str(store_dir), w, shared.id, barrier))
              for w in range(N_WORKERS)]
     for p in procs:
         p.start()
@@ -1025,13 +1013,41 @@ def test_concurrent_writers_lose_nothing(backend: str, store_dir: Path) -> None:
     assert [p.exitcode for p in procs] == [0] * N_WORKERS
     store = make_store(backend, store_dir)
     try:
-        total = N_WORKERS * N_EACH
-        memories = store.list(S(), limit=10 * total)
+        total, updates = N_WORKERS * N_EACH, N_WORKERS * N_UPDATES
+        memories = store.list(S(), ["heuristic"], limit=10 * total)
         assert len(memories) == total
         assert {m.text for m in memories} == {f"When worker {w} item {i}: run the narrowest test first"
                                               for w in range(N_WORKERS) for i in range(N_EACH)}
         assert len(store.events(S(), limit=10 * total)) == total
-        assert store.generation(S()) == total
-        assert len(raw_audit(store)) == total
+        assert store.get(S(), shared.id).version == 1 + updates  # no two updates took the same version
+        assert store.generation(S()) == 1 + total + updates
+        assert len(raw_audit(store)) == 1 + total + updates
     finally:
         store.close()
+
+
+def test_note_audits_a_visible_memory_only(store: Store) -> None:
+    m = store.add(S(), new("heuristic", "noted"))
+    store.note(S(), m, "conflict", "two strategies disagree")
+    assert store.audit_log(S())[0]["action"] == "conflict"
+    with pytest.raises(NotFound):
+        store.note(S(agent="helena"), m, "conflict", "not hers")
+    assert all(row["action"] != "conflict" for row in store.audit_log(S(agent="helena")))
+
+
+def test_prune_events_removes_old_events_of_closed_tasks_in_scope_only(store: Store) -> None:
+    old = 1_000.0
+    task = store.open_task(S(), Task(project_id=A, session_id="s", description="t"))
+    for scope in (S(), S(agent="helena")):
+        for i in range(3):
+            store.add_event(scope, ExecutionEvent(project_id=A, agent=scope.agent, tool="Bash", created_at=old + i,
+                                                  task_id=task.id if scope.agent == "main" else ""))
+    store.add_event(S(), ExecutionEvent(project_id=A, tool="Bash", created_at=5_000.0, task_id=task.id))
+    assert store.prune_events(S(), 2_000.0) == 0  # the task is still open: not learned from yet
+    store.close_task(S(), task.id, "o", 3_000.0)
+    assert store.prune_events(S(), 2_000.0, dry_run=True) == 3
+    assert len(store.events(S())) == 4
+    assert store.prune_events(S(), 2_000.0) == 3
+    assert [e.created_at for e in store.events(S())] == [5_000.0]
+    assert len(store.events(S(agent="helena"))) == 3
+    assert store.audit_log(S())[0]["action"] == "prune"

@@ -67,3 +67,13 @@ def test_a_newer_format_is_refused(tmp_path: Path) -> None:
     (tmp_path / "meta.json").write_text(json.dumps({"format": 99}))
     with pytest.raises(SchemaTooNew):
         FileStore(tmp_path)
+
+
+def test_a_record_that_no_longer_fits_its_type_is_skipped(tmp_path: Path) -> None:
+    with FileStore(tmp_path) as store:
+        kept = store.add(SCOPE, heuristic("kept"))
+    with open(tmp_path / "memories.jsonl", "a") as f:
+        f.write(json.dumps({"op": "put", "memory": {"type": "heuristic", "no_such_field": 1}}) + "\n")
+        f.write(json.dumps({"op": "put", "memory": {"type": "no_such_type"}}) + "\n")
+    with FileStore(tmp_path) as store:
+        assert [m.id for m in store.list(SCOPE)] == [kept.id]
