@@ -7,6 +7,7 @@ import time
 import pytest
 
 from alma_hooks.config import load_config
+from alma_hooks.errors import ScopeViolation
 from alma_hooks.learning.domains import UNCLASSIFIED, classify
 from alma_hooks.learning.heuristics import learn_from_outcome, strategy_key
 from alma_hooks.retrieval.scoring import wilson_lower_bound
@@ -135,20 +136,26 @@ def test_low_confidence_heuristic_is_replaced_by_a_better_strategy(setup):
     assert h2.id == h.id and "cypress" in h2.strategy and h2.successes == 6
 
 
-@pytest.mark.parametrize("agent,task,why", [
-    ("helena", "optimise the slow sql query behind the orders table join", "cannot learn"),
-    ("ghost", "fix the signup form validation test", "not configured"),
-], ids=["cannot_learn-domain", "unconfigured-agent"])
-def test_scope_refusals_learn_nothing(tmp_path, env, embedder, agent, task, why):
+def test_a_cannot_learn_domain_is_never_learned(tmp_path, env, embedder):
+    config = load_config(tmp_path / "proj", env)
+    store = SQLiteStore(config.db_path, config.policy)
+    scope = Scope(config.project_id, "helena", "u1")
+    embed = lambda texts: embedder.embed(list(texts))  # noqa: E731
+    task = "optimise the slow sql query behind the orders table join"
+    results = [_close(config, store, embed, scope, _outcome(scope, i, True, GOOD, task=task)) for i in range(4)]
+    assert all("cannot learn" in r.refused for r in results)
+    assert store.list(scope, ["heuristic", "anti_pattern"]) == []
+
+
+def test_an_unconfigured_agent_stores_and_learns_nothing(tmp_path, env):
     (tmp_path / "proj" / ".alma").mkdir(parents=True)
     (tmp_path / "proj" / ".alma" / "config.yaml").write_text("agents:\n  default: null\n")
     config = load_config(tmp_path / "proj", env)
     store = SQLiteStore(config.db_path, config.policy)
-    scope = Scope(config.project_id, agent, "u1")
-    embed = lambda texts: embedder.embed(list(texts))  # noqa: E731
-    results = [_close(config, store, embed, scope, _outcome(scope, i, True, GOOD, task=task)) for i in range(4)]
-    assert all(why in r.refused for r in results)
-    assert store.list(scope, ["heuristic", "anti_pattern"]) == []
+    scope = Scope(config.project_id, "ghost", "u1")
+    with pytest.raises(ScopeViolation):
+        store.add(scope, _outcome(scope, 0, True, GOOD))
+    assert learn_from_outcome(store, config, scope, _outcome(scope, 0, True, GOOD)).refused
 
 
 def test_lexical_clustering_without_an_embedder(setup):
