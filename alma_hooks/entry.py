@@ -50,17 +50,20 @@ class _LazyRotatingHandler(logging.Handler):
         self.inner: logging.Handler | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.inner is None:
-            from logging.handlers import RotatingFileHandler
+        # user-only files, the first one and every one a rollover opens (umask is process-wide; hooks
+        # and the engine log from one thread)
+        old = os.umask(0o077)
+        try:
+            if self.inner is None:
+                from logging.handlers import RotatingFileHandler
 
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            old = os.umask(0o077)
-            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self.inner = RotatingFileHandler(self.path, maxBytes=LOG_BYTES, backupCount=3, encoding="utf-8")
-            finally:
-                os.umask(old)
-            self.inner.setFormatter(_RedactingFormatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
-        self.inner.emit(record)
+                self.inner.setFormatter(
+                    _RedactingFormatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
+            self.inner.emit(record)
+        finally:
+            os.umask(old)
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -142,7 +145,10 @@ def run(payload: dict[str, Any], home: Path) -> dict[str, Any] | None:
         return None
     try:
         if any(True for _ in spool.pending(home)):
-            spool.replay(home, lambda p: _replay_one(p, ctx.store), limit=50)
+            from .errors import StoreUnavailable
+
+            spool.replay(home, lambda p: _replay_one(p, ctx.store), limit=50,
+                         transient=(StoreUnavailable, _Deadline))
         return events.handle(ctx)
     finally:
         ctx.store.close()
@@ -164,12 +170,17 @@ def _settings_hooks_present(payload: dict[str, Any]) -> bool:
     return False
 
 
-def _replay_one(payload: dict[str, Any], store: Any) -> None:
+def _replay_one(payload: dict[str, Any], store: Any) -> bool:
+    """Apply one spooled capture to ``store``; False when it belongs to another DB (left for its hooks)."""
     from . import events
 
     ctx = events.make_context(payload, store_factory=lambda _c: store)
-    if ctx is not None:
-        events.handle(ctx)
+    if ctx is None:
+        return True  # alma-hooks is disabled there now: nothing to write
+    if Path(ctx.config.db_path) != Path(store.path):
+        return False
+    events.handle(ctx)
+    return True
 
 
 def _quarantine_if_corrupt(payload: dict[str, Any]) -> None:
@@ -238,7 +249,10 @@ def _fail_open(error: BaseException, payload: dict[str, Any], home: Path, log: l
         event = payload.get("hook_event_name", "?")
         log.warning("%s failed open: %s: %s", event, type(error).__name__, error,
                     exc_info=not isinstance(error, (StoreUnavailable, _Deadline, ValueError)))
-        if event in CAPTURE_EVENTS and isinstance(error, (StoreUnavailable, _Deadline)):
+        # a prompt opens the task its tool calls belong to: keep it when the store is unavailable
+        # (not on a deadline: replaying it inside a later hook's shorter deadline could never finish)
+        if (event in CAPTURE_EVENTS and isinstance(error, (StoreUnavailable, _Deadline))
+                or event == "UserPromptSubmit" and isinstance(error, StoreUnavailable)):
             from . import spool
 
             spool.put(home, payload)

@@ -142,6 +142,8 @@ def pre_tool_use(ctx: Context) -> None:
 
 
 def subagent_start(ctx: Context) -> dict[str, Any] | None:
+    if not str(ctx.payload.get("agent_type") or "").strip():
+        return None  # internal subagents (/compact): not a task; injecting would mark main's items as seen
     task = ctx.store.current_task(ctx.scope, ctx.session_id)
     return _inject("SubagentStart", inject_text(ctx, "SubagentStart", task.description if task else ""))
 

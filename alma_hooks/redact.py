@@ -3,15 +3,17 @@
 Every prompt, Bash command and tool output passes through :func:`redact`
 before it becomes a memory, so this module sits in the hot path of every
 Claude Code hook. Hence: stdlib only, every pattern compiled once at import,
-and patterns shaped for Python's regex engine:
+and patterns shaped for Python's regex engine, which is fast only when a
+pattern starts with a literal it can look for as a plain substring:
 
-* each pattern starts with a literal (``sk-ant-``, ``AKIA``...), which the
-  engine finds with a fast substring search instead of trying every position;
-  word-boundary checks come right after the literal as a lookbehind;
+* each pattern starts with a literal (``sk-ant-``, ``AKIA``...); word-boundary
+  checks come right after the literal, as a lookbehind;
 * case-insensitive rules run on a lower-cased copy of the text (same length,
-  same offsets) so that they too start with a literal;
+  same offsets), so that they too start with a literal;
 * no repeat can backtrack super-linearly: each is over a class that cannot
-  overlap what follows it, or bounded.
+  overlap what follows it, or bounded;
+* after the two multi-line rules, the text is handled in line-aligned chunks,
+  so the copies made when a rule edits the text stay small.
 
 A secret becomes ``[REDACTED:<kind>]`` and the text around it is kept, so a
 memory still says *what* was done (``export OPENAI_API_KEY=[REDACTED:openai_key]``)
@@ -20,8 +22,8 @@ without saying *with what*. ``<private>...</private>`` spans become ``[PRIVATE]`
 Rules run in a fixed order: ``<private>`` first (it swallows whatever it
 contains), then formats recognisable on their own (``ghp_...``, ``AKIA...``),
 then secrets recognisable only by their context (``DB_PASSWORD=...``), then the
-generic high-entropy rule. No rule matches another rule's marker, which is
-what makes ``redact`` idempotent.
+generic high-entropy rule. No rule matches a marker, which is what makes
+``redact`` idempotent.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 __all__ = ["KINDS", "PRIVATE_MARK", "contains_secret", "redact", "redact_obj"]
 
@@ -48,9 +50,9 @@ class _Rule(NamedTuple):
 
     ``lowered``: the pattern is written in lower case and runs on the
     lower-cased text (a case-insensitive rule that still starts with a literal).
-    ``edit``: turns a match into an edit of the original text, or ``None`` to
-    leave it; by default the group named ``secret`` (or the whole match)
-    becomes the marker of ``kind``.
+    ``edit``: turns a match and the original text into an edit, or ``None`` to
+    leave the match alone; by default the group named ``secret`` (or the whole
+    match) becomes the marker of ``kind``.
     """
 
     kind: str
@@ -72,29 +74,77 @@ def _value_group(match: re.Match[str]) -> str:
     return "sq" if match.start("sq") >= 0 else "bare"
 
 
-# A value that is already a marker is not redacted again.
+# A value that is already a marker is not redacted again (the lower-cased and
+# the original spelling).
 _NOT_MARK = r"(?!\[redacted:|\[private\])"
 _NOT_MARK_CASED = r"(?!\[REDACTED:|\[PRIVATE\])"
 
-# Placeholders and Key Vault references name a secret without holding it.
+
+def _starts_with_mark(text: str, pos: int) -> bool:
+    return text.startswith("[REDACTED:", pos) or text.startswith(PRIVATE_MARK, pos)
+
+
+# Values that name a secret without holding it: variables, templates, masks,
+# examples and Key Vault references.
 _REFERENCE = re.compile(
     r"""(?ix)
-    \$ | %\( | \{\{ | <[^>]*>$ | \*+$ | x{3,}$ | \.\.\.$    # $VAR ${VAR} %(x)s {{ x }} <token> *** xxx ...
+    [$%{#] | <[^<>]*>$ | \[[^\[\]]*\]$ | your[\s_\-] | x{3,}$ | .*(?:\.\.\.|\*\*\*|…)
+    | (?:password|passwd|pwd|secret|token|api[_\-]?key|redacted|none|null|value|example|placeholder)$
     | @microsoft\.keyvault\( | (?:kv|keyvault|azure-keyvault|vault)://
-    | https://[\w.-]+\.vault\.azure\.net/secrets/
+    | https://[\w.\-]+\.vault\.azure\.net/secrets/
     """
 )
 
 
 def _is_reference(value: str) -> bool:
-    """True for empty values, placeholders and Key Vault references."""
+    """True for empty values, placeholders, masked values and Key Vault references.
+
+    Placeholders: $VAR, ${VAR}, %s, {}, {{ x }}, <token>, [PAD], your-key, xxx, hf_***, sk-...
+    """
     return not value or _REFERENCE.match(value) is not None
 
 
-# --- <private> ------------------------------------------------------------------
+def _masked(text: str, end: int) -> bool:
+    """Whether a value ending at ``end`` goes on as a mask: ``Bearer hf_***``, ``sk-...``."""
+    return text.startswith(("***", "...", "…"), end)
+
+
+_HAS_DIGIT = re.compile(r"\d").search
+_HAS_LETTER = re.compile(r"[A-Za-z]").search
+_SEPARATORS = re.compile(r"[_\-]")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+
+
+def _names_itself(value: str, keyword: str) -> bool:
+    """Whether ``value`` is an identifier holding the keyword: ``api_key=api_key``, "AZURE_PASSWORD"."""
+    squashed = _SEPARATORS.sub("", value.lower())
+    return _SEPARATORS.sub("", keyword.lower()) in squashed and _IDENTIFIER.fullmatch(value) is not None
+
+
+# --- multi-line rules: <private> and PEM private keys ------------------------
 
 # An unclosed tag hides everything after it: better too much than a leak.
-_PRIVATE = re.compile(r"<private(?![\w-])[^<>]{0,200}>[^<]*(?:<(?!/private\s*>)[^<]*)*(?:</private\s*>)?")
+_PRIVATE = re.compile(r"<private(?:\s[^<>]{0,200})?>[^<]*(?:<(?!/private\s*>)[^<]*)*(?:</private\s*>)?")
+
+
+def _private(match: re.Match[str], text: str) -> _Edit:
+    return match.start(), match.end(), PRIVATE_MARK
+
+
+_PRIVATE_RULE = _Rule("private", _PRIVATE, lowered=True, edit=_private)
+
+_PEM_BODY_CHAR = r"[A-Za-z0-9+/=\s:,.\\]"  # base64, headers (Proc-Type: 4,ENCRYPTED), JSON "\n"
+
+_PEM = re.compile(
+    r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+    # Only with a body: a bare header (a constant in a PEM parser) is no key.
+    r"(?=(?:\s|\\[nr])*(?:Proc-Type:|[A-Za-z0-9+/=]{16}))"
+    # The body, up to the END line; an unclosed key ends where the body does.
+    + rf"{_PEM_BODY_CHAR}*(?:-(?!----){_PEM_BODY_CHAR}*)*"
+    + r"(?:-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----)?"
+)
+
+_PEM_RULE = _Rule("private_key", _PEM)
 
 
 # --- formats recognisable on their own -----------------------------------------
@@ -104,7 +154,7 @@ def _token(prefix: str, body: str) -> re.Pattern[str]:
     """``prefix`` + ``body`` with no word character before the prefix.
 
     The boundary check is a lookbehind placed after the literal prefix, so the
-    regex engine can still search for the prefix as a plain substring.
+    regex engine can still look for the prefix as a plain substring.
     """
     literal = re.escape(prefix)
     return re.compile(literal + rf"(?<![A-Za-z0-9_]{literal})" + body)
@@ -112,16 +162,15 @@ def _token(prefix: str, body: str) -> re.Pattern[str]:
 
 _END = r"(?![A-Za-z0-9_])"
 
-_PEM = re.compile(
-    r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----"
-    # The body, up to the END line or (unclosed) the next "-----" or the end.
-    r"[^-]*(?:-(?!----)[^-]*)*"
-    r"(?:-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----)?"
-)
+
+def _with_digit(match: re.Match[str], text: str) -> _Edit | None:
+    # "sk-some-long-branch-name" is not an OpenAI key: real keys hold digits.
+    return _default_edit(match, "openai_key") if _HAS_DIGIT(match.group()) else None
+
 
 _AZURE_CLIENT_SECRET = re.compile(
     # Entra ID client secrets: 3 chars, a digit, "Q~", 31-34 chars. The match
-    # starts at "Q~" (a literal); the edit reaches back over the first 4 chars.
+    # starts at the literal "Q~"; the edit reaches back over the first 4 chars.
     r"Q~(?<=(?<![A-Za-z0-9_~.\-])[A-Za-z0-9_~.\-]{3}\dQ~)[A-Za-z0-9_~.\-]{31,34}(?![A-Za-z0-9_~.\-])"
 )
 
@@ -130,25 +179,12 @@ def _azure_client_secret(match: re.Match[str], text: str) -> _Edit:
     return match.start() - 4, match.end(), _mark("azure_client_secret")
 
 
-def _with_digit(kind: str) -> Callable[[re.Match[str], str], _Edit | None]:
-    """An edit for tokens that count only if they hold a digit ("sk-some-long-branch-name" does not)."""
-
-    def edit(match: re.Match[str], text: str) -> _Edit | None:
-        return _default_edit(match, kind) if _HAS_DIGIT(match.group()) else None
-
-    return edit
-
-
-_HAS_DIGIT = re.compile(r"\d").search
-_HAS_LETTER = re.compile(r"[A-Za-z]").search
-
 _AWS_KEY_PREFIXES = "KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|ROA|PKA"
 
 _FORMATS = [
-    _Rule("private_key", _PEM),
     # Anthropic before OpenAI: "sk-ant-..." also fits the OpenAI shape.
     _Rule("anthropic_key", _token("sk-ant-", r"[A-Za-z0-9_\-]{20,}")),
-    _Rule("openai_key", _token("sk-", r"[A-Za-z0-9_\-]{20,}"), edit=_with_digit("openai_key")),
+    _Rule("openai_key", _token("sk-", r"[A-Za-z0-9_\-]{20,}"), edit=_with_digit),
     _Rule("aws_key", _token("A", rf"(?:{_AWS_KEY_PREFIXES})[A-Z0-9]{{16}}" + _END)),
     _Rule("github_token", _token("gh", r"[pousr]_[A-Za-z0-9]{36,255}" + _END)),
     _Rule("github_token", _token("github_pat_", r"[A-Za-z0-9_]{22,255}" + _END)),
@@ -173,22 +209,16 @@ _FORMATS = [
 
 # --- Azure connection strings and SAS URLs -------------------------------------
 
+
+def _connection_string_part(name: str) -> re.Pattern[str]:
+    """``Name=value`` inside a connection string, on lower-cased text."""
+    return re.compile(rf"{name}(?<![\w-]{name})[ \t]*=[ \t]*" + _NOT_MARK + r"(?P<secret>[^;\"'\s<>]+)")
+
+
 _AZURE = [
-    _Rule(
-        "azure_key",
-        re.compile(r"accountkey(?<![\w-]accountkey)\s*=\s*" + _NOT_MARK + r"(?P<secret>[^;\"'\s<>]+)"),
-        lowered=True,
-    ),
-    _Rule(
-        "azure_key",
-        re.compile(r"sharedaccesskey(?<![\w-]sharedaccesskey)\s*=\s*" + _NOT_MARK + r"(?P<secret>[^;\"'\s<>]+)"),
-        lowered=True,
-    ),
-    _Rule(
-        "azure_sas",
-        re.compile(r"sharedaccesssignature\s*=\s*" + _NOT_MARK + r"(?P<secret>[^;\"'\s<>]+)"),
-        lowered=True,
-    ),
+    _Rule("azure_key", _connection_string_part("accountkey"), lowered=True),
+    _Rule("azure_key", _connection_string_part("sharedaccesskey"), lowered=True),
+    _Rule("azure_sas", _connection_string_part("sharedaccesssignature"), lowered=True),
     _Rule("azure_sas", re.compile(r"sig=(?<=[?&;]sig=)" + _NOT_MARK_CASED + r"(?P<secret>[A-Za-z0-9%+/=]{10,})")),
 ]
 
@@ -196,44 +226,64 @@ _AZURE = [
 # --- secrets known by their context --------------------------------------------
 
 _AWS_SECRET = re.compile(
-    r"secret_?(?:access_?)?key[\"']?\s*[:=]\s*[\"']?(?P<secret>[a-z0-9/+]{40})(?![a-z0-9/+=])"
+    r"secret_?(?:access_?)?key[\"']?[ \t]*[:=][ \t]*[\"']?(?P<secret>[a-z0-9/+]{40})(?![a-z0-9/+=])"
 )
 
 _URL_PASSWORD = re.compile(
-    r"://(?<=[A-Za-z0-9]://)[^\s:/?#@\"'<>]{1,256}:" + _NOT_MARK_CASED + r"(?P<secret>[^\s@/?#\"'<>]{1,256})@"
+    r"://(?<=[A-Za-z0-9]://)[^\s:/?#@\"'<>\[\]]{1,256}:"
+    + _NOT_MARK_CASED
+    + r"(?P<secret>[^\s@/?#\"'<>\[\]]{1,256})@(?=[\w\[])"
 )
+
+_ALL_CAPS = re.compile(r"[A-Z_]+")
+
+
+def _url_password(match: re.Match[str], text: str) -> _Edit | None:
+    value = match.group("secret")
+    if _is_reference(value) or _ALL_CAPS.fullmatch(value):
+        return None  # https://user:$PASS@host, gist://username:TOKEN@id
+    return _default_edit(match, "password")
+
 
 _TOKEN_CHARS = r"[a-z0-9\-._~+/]"  # RFC 6750 b64token ("=" padding apart), lower-cased
 _SCHEMES = r"(?:bearer|basic|token|digest|bot|sso-key)"
 
 _AUTH_HEADER = re.compile(
-    r"authorization(?<![\w]authorization)[\"']?\s*[:=]\s*[\"']?"
+    r"authorization(?<![\w]authorization)[\"']?[ \t]*[:=][ \t]*[\"']?"
     + _NOT_MARK
     + rf"(?:(?P<scheme>{_SCHEMES})[ \t]+(?P<secret>{_TOKEN_CHARS}+=*)"
     # Without a scheme, only a long token with a digit: not `request.headers.get`.
     + rf"|(?!{_SCHEMES}\b)(?={_TOKEN_CHARS}{{0,200}}\d)(?P<bare>{_TOKEN_CHARS}{{20,}}=*))"
 )
 
+
+def _auth_header(match: re.Match[str], text: str) -> _Edit | None:
+    kind = "basic_auth" if match.group("scheme") == "basic" else "bearer_token"
+    start, end = match.span("secret" if match.start("secret") >= 0 else "bare")
+    if _is_reference(text[start:end]) or _masked(text, end):
+        return None  # "Authorization: Basic ...", "Bearer hf_***"
+    return start, end, _mark(kind)
+
+
+def _bare_bearer(match: re.Match[str], text: str) -> _Edit | None:
+    return None if _masked(text, match.end()) else _default_edit(match, "bearer_token")
+
+
 _BARE_BEARER = re.compile(
     rf"bearer(?<![\w]bearer)[ \t]+(?={_TOKEN_CHARS}{{0,200}}\d)(?P<secret>{_TOKEN_CHARS}{{16,}}=*)"
 )
 
-
-def _auth_header(match: re.Match[str], text: str) -> _Edit:
-    kind = "basic_auth" if match.group("scheme") == "basic" else "bearer_token"
-    start, end = match.span("secret" if match.start("secret") >= 0 else "bare")
-    return start, end, _mark(kind)
-
-
 _USER_FLAG = re.compile(
-    r"-(?<![\w-]-)(?:u|-user)[ \t=]+[\"']?[^\s:\"']{1,256}:" + _NOT_MARK_CASED + r"(?P<secret>[^\s\"']{1,256})"
+    r"-(?<![\w-]-)(?:u|-user)[ \t=]+[\"']?[^\s:\"'\[\]]{1,256}:" + _NOT_MARK_CASED + r"(?P<secret>[^\s\"']{1,256})"
 )
+_CURL = re.compile(r"\bcurl\b")
 
 
 def _curl_user(match: re.Match[str], text: str) -> _Edit | None:
     # "-u user:pass" is a password only for curl: "docker run -u 1000:1000" is not.
-    line_start = max(text.rfind("\n", 0, match.start()) + 1, match.start() - 500)
-    if re.search(r"\bcurl\b", text[line_start : match.start()]) is None:
+    start = match.start()
+    line_start = text.rfind("\n", max(0, start - 500), start) + 1 or max(0, start - 500)
+    if _CURL.search(text, line_start, start) is None:
         return None
     return _default_edit(match, "password")
 
@@ -253,12 +303,18 @@ _CLI_FLAG = re.compile(
 _METAVAR = re.compile(r"[A-Z_]+[\])}]*")  # "--token TOKEN" in --help output
 
 
+_SYMBOL = re.compile(r"[^A-Za-z]").search
+
+
 def _cli_flag(match: re.Match[str], text: str) -> _Edit | None:
-    start, end = match.span(_value_group(match))
+    group = _value_group(match)
+    start, end = match.span(group)
     value = text[start:end]
-    if _is_reference(value) or _METAVAR.fullmatch(value):
-        return None
     flag = match.group("flag")
+    if _is_reference(value) or _METAVAR.fullmatch(value) or _names_itself(value, flag.split("-")[-1]):
+        return None
+    if group == "bare" and text[match.start("bare") - 1] != "=" and not _SYMBOL(value):
+        return None  # "--password options" in prose; a real "--token X" has digits or symbols
     kind = "password" if "pass" in flag else "secret" if "secret" in flag else "api_key" if "key" in flag else "token"
     return start, end, _mark(kind)
 
@@ -272,40 +328,49 @@ _ASSIGN_KEYWORDS = (
     ("api[_\\-]?key", "api_key"),
     ("access[_\\-]?key", "access_key"),
     ("private[_\\-]?key", "private_key"),
-    ("credentials?", "credentials"),
+    ("credentials", "credentials"),
 )
 
 _ASSIGN_VALUE = (
     r"(?P<tail>[a-z0-9_.\-]{0,40})"
-    r"\\?[\"']?[ \t]*(?::=|=>|=(?![=~])|:(?![:/]))[ \t]*"
+    r"(?P<sep>(?P<name_quote>\\?[\"'])?[ \t]*(?::=|=>|=(?![=~])|(?P<colon>:)(?![:/]))[ \t]*)"
     + r"(?:\\?\""
     + _NOT_MARK
-    + r"(?P<dq>[^\"\\\n]{0,1024})|\\?'"
+    + r"(?P<dq>[^\"\\\n]{0,1024})\\?\"|\\?'"
     + _NOT_MARK
-    + r"(?P<sq>[^'\\\n]{0,1024})|"
+    + r"(?P<sq>[^'\\\n]{0,1024})\\?'|"
     + _NOT_MARK
     + r"(?P<bare>[^\s\"'`,;&|<>(){}\[\]]{1,1024})(?P<call>[(\[]?))"
 )
 
-# The word after the keyword when the name is about a secret rather than one:
-# TOKEN_COUNT, secretName, PASSWORD_FILE, token_type, ACCESS_KEY_ID ...
-_NOT_SECRET_TAIL = frozenset(
-    """count counts type types url uri urls endpoint name names file files path paths dir
-    limit limits length len size ttl expiry expires expiration exp header field label
-    prompt id ids budget usage max min policy hint index idx regex pattern kind format
-    version provider store manager service source scope scopes env var ref location
-    mode method param arg reset rotation validity valid""".split()
+# The words that may follow the keyword in the name of a secret: DB_PASSWORD,
+# SECRET_KEY, apiKeyValue, TOKEN_PROD. Anything else names something about a
+# secret (TOKEN_COUNT, secretName, PASSWORD_FILE, token_type, ACCESS_KEY_ID).
+_SECRET_NAME_TAILS = frozenset(
+    """key keys secret token password passwd pass pwd access private api auth client base
+    value b64 base64 hex enc encrypted raw plain plaintext prod production dev
+    development staging stage test testing local live old new current primary secondary
+    default""".split()
 )
 
 # Type annotations and literals: "password: str", "token = None", "api_key: Optional[str]".
 _CODE_WORDS = frozenset(
     """str string int float bool boolean bytes dict list any optional none null nil true
-    false undefined number object secretstr secretbytes union self cls void""".split()
+    false undefined number object secretstr secretbytes union self cls void await async
+    lambda not new""".split()
 )
 
-_TAIL_WORD = re.compile(r"[_\-]*([A-Z]?[a-z]+|[A-Z]+|\d+)")
-_SEPARATORS = re.compile(r"[_\-]")
-_ATTRIBUTE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+_TAIL_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_ATTRIBUTE = re.compile(r"~?[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")  # settings.db_pw, ~azure.core.X
+_VARIABLE = re.compile(r"[A-Za-z]+(?:_[A-Za-z]+)+")  # access_token, OPENAI_KEY: names, not values
+_WORD = re.compile(r"[A-Za-z_]+")  # token = Error, use_auth_token=auth: in code, a name
+_NUMBER = re.compile(r"-?\d{1,5}(?:\.\d+)?")  # token = 0, token_pos = -1
+_TYPE_NAME = re.compile(r"~?(?:[A-Z][A-Z0-9]*[a-z][a-z0-9]*)+")  # credential: TokenProvider
+# After "name: value" only the end of the line may follow (YAML, headers), not
+# more words (":param token: the token to use", "Your password: see below").
+_LINE_END = re.compile(r"[ \t]*(?:#|$)", re.MULTILINE)
+# After a quoted value, code goes on: "{0}:{1}".format(x), ",".join(x), "a" + b.
+_CODE_AFTER_QUOTE = re.compile(r"[.(\[]|[ \t]*[+%*]")
 
 
 def _names_a_secret(keyword: str, tail: str) -> bool:
@@ -314,30 +379,63 @@ def _names_a_secret(keyword: str, tail: str) -> bool:
         return False  # self.token.expiry, token.json
     if tail and tail[0].isalpha() and not (keyword[-1].islower() and tail[0].isupper()):
         return False  # the keyword is part of a longer word: tokens, tokenizer, secretary
-    word = _TAIL_WORD.match(tail)
-    return word is None or word.group(1).lower() not in _NOT_SECRET_TAIL
+    return all(word.isdigit() or word.lower() in _SECRET_NAME_TAILS for word in _TAIL_WORDS.findall(tail))
 
 
-def _looks_like_code(match: re.Match[str]) -> bool:
-    """Whether an unquoted value (matched on lower-cased text) is an expression, not a secret."""
-    if match.group("call"):
-        return True  # password=getpass(), token = environ["X"]
-    value = match.group("bare")
-    if _SEPARATORS.sub("", value).endswith(_SEPARATORS.sub("", match.group("kw"))):
-        return True  # api_key=api_key, token=self.token, password=args.db_password
-    if value.split("|", 1)[0] in _CODE_WORDS:
-        return True
-    return _ATTRIBUTE.fullmatch(value) is not None  # settings.db_pw, process.env.X
+def _in_string(text: str, keyword_start: int) -> bool:
+    """Whether the keyword sits inside a string literal opened earlier on its line."""
+    line_start = text.rfind("\n", max(0, keyword_start - 500), keyword_start) + 1
+    before = text[line_start:keyword_start]
+    return before.count('"') % 2 == 1 or before.count("'") % 2 == 1
 
 
-def _assignment_edit(kind: str) -> Callable[[re.Match[str], str], _Edit | None]:
+def _is_type_name(value: str) -> bool:
+    """TokenProvider, AzureKeyCredential, Optional: a type, where Hunter2 is a password."""
+    return _TYPE_NAME.fullmatch(value) is not None and (not _HAS_DIGIT(value) or len(_TAIL_WORDS.findall(value)) > 2)
+
+
+def _is_code(value: str, keyword: str, spaced: bool, colon: bool) -> bool:
+    """Whether an unquoted value is an expression, a name or a type rather than a secret.
+
+    A bare word is a name in code (``token = Error``, ``use_auth_token=auth``)
+    but a value in a .env file, whose names are upper case (``DB_PASSWORD=hunter``).
+    """
+    value = value.rstrip(":")  # lambda token=token: token
+    return (
+        _NUMBER.fullmatch(value) is not None
+        or value.lower().split("|", 1)[0] in _CODE_WORDS
+        or _ATTRIBUTE.fullmatch(value) is not None
+        or _VARIABLE.fullmatch(value) is not None
+        or _names_itself(value, keyword)
+        or (not colon and (spaced or not keyword.isupper()) and _WORD.fullmatch(value) is not None)
+        or (colon and _is_type_name(value))
+    )
+
+
+def _assignment(kind: str) -> Callable[[re.Match[str], str], _Edit | None]:
     def edit(match: re.Match[str], text: str) -> _Edit | None:
         keyword = text[match.start() : match.end("kw")]
         if not _names_a_secret(keyword, text[slice(*match.span("tail"))]):
             return None
-        name = _value_group(match)
-        start, end = match.span(name)
-        if _is_reference(text[start:end]) or (name == "bare" and _looks_like_code(match)):
+        group = _value_group(match)
+        start, end = match.span(group)
+        value = text[start:end]
+        if len(value) < 4 or _is_reference(value) or _masked(text, end) or _names_itself(value, keyword):
+            return None
+        colon = match.start("colon") >= 0
+        spaced = match.group("sep")[-1:] in (" ", "\t")
+        unquoted_name = match.start("name_quote") < 0
+        if (colon or spaced) and unquoted_name and _in_string(text, match.start()):
+            return None  # "Unexpected token: '{}'", getpass("Password: ")
+        if group != "bare":
+            if _CODE_AFTER_QUOTE.match(text, match.end()) or (colon and _is_type_name(value)):
+                return None
+            if value.count(" ") >= 4:
+                return None  # a sentence: "--token": "Use a User Access Token. Prefer ..."
+            return start, end, _mark(kind)
+        if match.group("call") or _starts_with_mark(text, end) or _is_code(value, keyword, spaced, colon):
+            return None  # password=getpass(), token=self.[REDACTED:...] (a later rule's work)
+        if colon and not _LINE_END.match(text, end):
             return None
         return start, end, _mark(kind)
 
@@ -345,20 +443,15 @@ def _assignment_edit(kind: str) -> Callable[[re.Match[str], str], _Edit | None]:
 
 
 _ASSIGNMENTS = [
-    _Rule(
-        kind,
-        re.compile(rf"(?P<kw>{keyword})" + _ASSIGN_VALUE),
-        lowered=True,
-        edit=_assignment_edit(kind),
-    )
+    _Rule(kind, re.compile(rf"(?P<kw>{keyword})" + _ASSIGN_VALUE), lowered=True, edit=_assignment(kind))
     for keyword, kind in _ASSIGN_KEYWORDS
 ]
 
 _CONTEXT = [
     _Rule("aws_secret", _AWS_SECRET, lowered=True),
-    _Rule("password", _URL_PASSWORD),
+    _Rule("password", _URL_PASSWORD, edit=_url_password),
     _Rule("bearer_token", _AUTH_HEADER, lowered=True, edit=_auth_header),
-    _Rule("bearer_token", _BARE_BEARER, lowered=True),
+    _Rule("bearer_token", _BARE_BEARER, lowered=True, edit=_bare_bearer),
     _Rule("password", _USER_FLAG, edit=_curl_user),
     _Rule("password", _CLI_FLAG, edit=_cli_flag),
     *_ASSIGNMENTS,
@@ -367,22 +460,28 @@ _CONTEXT = [
 
 # --- generic high entropy ------------------------------------------------------
 
-# Runs of base64/base64url characters, "=" only as trailing padding so that
-# NAME=value splits in two. The run must follow a character outside the run
+# Runs of base64/base64url characters, "=" only as trailing padding (not
+# followed by more run characters) so that NAME=value splits in two. The run must follow a character outside the run
 # class (the text start is checked apart): a leading class lets the engine
 # skip most positions, where a lookbehind would try every one.
 _RUN_CLASS = r"[A-Za-z0-9+/_\-]"
-_RUN = re.compile(rf"[^A-Za-z0-9+/_\-](?P<secret>{_RUN_CLASS}{{32,}}={{0,2}})")
-_RUN_AT_START = re.compile(rf"(?P<secret>{_RUN_CLASS}{{32,}}={{0,2}})")
-_AZURE_ACCOUNT_KEY = re.compile(r"[A-Za-z0-9+/]{86}==")  # 64 random bytes in base64
-_HEX = re.compile(r"[0-9a-fA-F]+")
-_PART_SPLIT = re.compile(r"[/_\-]+")
-_DIGIT_GROUPS = re.compile(r"\d+")
+_RUN_BODY = rf"{_RUN_CLASS}{{32,}}(?:={{1,2}}(?!{_RUN_CLASS}))?"
+_RUN = re.compile(rf"[^A-Za-z0-9+/_\-](?P<secret>{_RUN_BODY})")
+_RUN_AT_START = re.compile(rf"(?P<secret>{_RUN_BODY})")
 _MAX_RUN = 1024  # longer runs are data (images, archives), not credentials
+_AZURE_ACCOUNT_KEY = re.compile(r"[A-Za-z0-9+/]{86}==")  # 64 random bytes in base64
 # High entropy by design, and public: SSH public keys, data: URIs, SRI hashes.
 _PUBLIC_BEFORE = re.compile(r"(?:ssh-(?:rsa|dss|ed25519)|ecdsa-sha2-nistp\d+|base64,)\s?\Z")
 _SRI = re.compile(r"sha(?:1|256|384|512)-")
 
+_HEX = re.compile(r"(?:0[xX])?[0-9a-fA-F]+")
+_NOT_HEX = re.compile(r"[^0-9a-fA-F]")
+_PART_SPLIT = re.compile(r"[/_\-]+")
+_HUMPS = re.compile(r"[A-Z]*[a-z]+|[A-Z]+|[0-9]+")
+_VOWEL = re.compile(r"[aeiouyAEIOUY]").search
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
+_CLASS_RUNS = re.compile(r"[a-z]+|[A-Z]+|[0-9]+")
+_DIGIT_GROUPS = re.compile(r"[0-9]+")
 
 # n * log2(n) for every count a run of at most _MAX_RUN characters can hold.
 _N_LOG_N = [0.0] + [n * math.log2(n) for n in range(1, _MAX_RUN + 1)]
@@ -394,38 +493,59 @@ def _entropy(text: str) -> float:
     return math.log2(size) - sum(map(_N_LOG_N.__getitem__, Counter(text).values())) / size
 
 
-# Maximal runs of one character class; their count minus one is the number of switches.
-_CLASS_RUNS = re.compile(r"[a-z]+|[A-Z]+|[0-9]+|[^A-Za-z0-9]+")
+def _is_word_like(part: str) -> bool:
+    """Whether ``part`` is made of words, short acronyms and short numbers.
 
-
-def _char_class_changes(text: str) -> float:
-    """The share of adjacent pairs that switch between lower, upper, digit and other."""
-    return (len(_CLASS_RUNS.findall(text)) - 1) / (len(text) - 1)
+    QDQDisableWeightAdjustForInt32Bias and HuggingFaceH4 are; random tokens
+    are not (they have lone lower-case letters and vowel-less letter runs).
+    """
+    for hump in _HUMPS.findall(part):
+        if hump[-1].islower():
+            lower = hump.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+            if len(lower) < 2 or len(hump) - len(lower) > 4 or not _VOWEL(hump):
+                return False
+        elif len(hump) > 4:
+            return False
+    return True
 
 
 def _is_benign_part(part: str) -> bool:
-    return len(part) < 10 or part.isalpha() or part.isdigit() or _HEX.fullmatch(part) is not None
+    """Whether a part of a run is a word, a number, hex, or an identifier."""
+    if len(part) < 10 or part.isalpha() or part.isdigit() or _HEX.fullmatch(part):
+        return True
+    if len(_NOT_HEX.findall(part)) * 10 <= len(part):
+        return True  # a hex digest with a suffix: #diff-<sha256>R61
+    return part.lower() != part.upper() and part != part.upper() and _is_word_like(part)
 
 
-def _is_random(run: str) -> bool:
+def _looks_random(run: str) -> bool:
     """Whether a long base64-ish run looks like a random credential.
 
     Random tokens mix letters and digits all along (thresholds measured on
-    random base36/base62/base64 tokens: under 1% of 40-char ones slip through).
+    random base36/base62/base64 tokens: about 1% of 40-char ones slip through).
     Identifiers, paths, model names, UUIDs and hex digests (commit SHAs,
-    sha256) either do not, or are made of parts that each are a word, a number
-    or hex.
+    sha256) either do not, or are made of parts that each are a word, a number,
+    hex or an identifier.
     """
-    core = run.rstrip("=")
-    if len(core) > _MAX_RUN or _SRI.match(core):
+    if not (_HAS_DIGIT(run) and _HAS_LETTER(run)):
         return False
-    if not (_HAS_DIGIT(core) and _HAS_LETTER(core)):
+    if all(_is_benign_part(part) for part in _PART_SPLIT.split(run)):
         return False
-    if all(_is_benign_part(part) for part in _PART_SPLIT.split(core)):
+    if _entropy(run) < 3.7:
         return False
-    if _entropy(core) < 3.7:
-        return False
-    return _char_class_changes(core) >= 0.35 or len(_DIGIT_GROUPS.findall(core)) >= 4
+    alnum = _NOT_ALNUM.sub("", run)
+    changes = (len(_CLASS_RUNS.findall(alnum)) - 1) / max(1, len(alnum) - 1)
+    return changes >= 0.35 or len(_DIGIT_GROUPS.findall(run)) >= 4
+
+
+def _random_segments(run: str) -> tuple[int, int] | None:
+    """In a path or URL, the span from the first to the last random segment of 32+ chars."""
+    spans, offset = [], 0
+    for segment in run.split("/"):
+        if 32 <= len(segment) <= _MAX_RUN and _looks_random(segment):
+            spans.append((offset, offset + len(segment)))
+        offset += len(segment) + 1
+    return (spans[0][0], spans[-1][1]) if spans else None
 
 
 def _high_entropy(match: re.Match[str], text: str) -> _Edit | None:
@@ -436,7 +556,13 @@ def _high_entropy(match: re.Match[str], text: str) -> _Edit | None:
         return None
     if _AZURE_ACCOUNT_KEY.fullmatch(run):
         return start, end, _mark("azure_key")
-    if not _is_random(run):
+    core = run.rstrip("=")
+    if _SRI.match(core) or core.startswith("eyJ") or _masked(text, end):
+        return None  # an integrity hash, base64 JSON (a JWT header, claims), a masked value
+    if core.startswith("/") or before[-1:] in (".", "~", ":"):
+        span = _random_segments(core)  # judge each segment of a path or URL on its own
+        return None if span is None else (start + span[0], start + span[1], _mark("high_entropy"))
+    if len(core) > _MAX_RUN or not _looks_random(core):
         return None
     return start, end, _mark("high_entropy")
 
@@ -446,26 +572,24 @@ _GENERIC = _Rule("high_entropy", _RUN, edit=_high_entropy)
 
 # --- applying the rules ---------------------------------------------------------
 
-_SECRET_RULES = (*_FORMATS, *_AZURE, *_CONTEXT, _GENERIC)
+# Rules whose matches never span a line break (every one after the PEM rule).
+_LINE_RULES = (*_FORMATS, *_AZURE, *_CONTEXT, _GENERIC)
 
 #: Every kind that can appear in a ``[REDACTED:<kind>]`` marker.
-KINDS = frozenset({rule.kind for rule in _SECRET_RULES} | {"azure_key", "basic_auth"})
+KINDS = frozenset({rule.kind for rule in (_PEM_RULE, *_LINE_RULES)} | {"azure_key", "basic_auth"})
+
+_CHUNK = 1 << 16  # characters per line-aligned chunk
 
 
 def _lower(text: str) -> str:
     """``text`` lower-cased with its length kept, so offsets stay valid.
 
-    U+0130 (capital I with dot) is the one character whose lower case is two
-    characters long.
+    U+0130 (capital I with dot above) is the one character whose lower case
+    is two characters long.
     """
-    return text.replace("\u0130", "i").lower()
-
-
-def _private(match: re.Match[str], text: str) -> _Edit:
-    return match.start(), match.end(), PRIVATE_MARK
-
-
-_PRIVATE_RULE = _Rule("private", _PRIVATE, lowered=True, edit=_private)
+    if not text.isascii() and "\u0130" in text:
+        text = text.replace("\u0130", "I")
+    return text.lower()
 
 
 def _matches(rule: _Rule, subject: str) -> Iterable[re.Match[str]]:
@@ -507,6 +631,37 @@ class _Text:
         return True
 
 
+def _chunks(text: str) -> Iterator[str]:
+    """``text`` cut after line breaks into pieces of about ``_CHUNK`` characters."""
+    start = 0
+    while len(text) - start > _CHUNK:
+        cut = text.find("\n", start + _CHUNK) + 1
+        if not cut:
+            break
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+_MAX_PASSES = 4
+
+
+def _redact_lines(text: str) -> str:
+    """Apply the line rules until nothing changes.
+
+    One pass is not always enough: a rule's decision can depend on text a
+    later rule edits (a value next to a run the generic rule redacts), so a
+    second pass may find more. Repeating until a pass changes nothing is what
+    makes ``redact`` idempotent; text without secrets takes a single pass.
+    """
+    state = _Text(text)
+    for _ in range(_MAX_PASSES):
+        changed = [state.apply(rule) for rule in _LINE_RULES]
+        if not any(changed):
+            break
+    return state.text
+
+
 def redact(text: str) -> str:
     """Return ``text`` with secrets replaced by ``[REDACTED:<kind>]`` and private spans by ``[PRIVATE]``.
 
@@ -517,9 +672,10 @@ def redact(text: str) -> str:
     state = _Text(text)
     if "<" in text:
         state.apply(_PRIVATE_RULE)
-    for rule in _SECRET_RULES:
-        state.apply(rule)
-    return state.text
+    state.apply(_PEM_RULE)
+    if len(state.text) <= _CHUNK:
+        return _redact_lines(state.text)
+    return "".join(map(_redact_lines, _chunks(state.text)))
 
 
 def redact_obj(obj: Any) -> Any:
@@ -547,4 +703,4 @@ def contains_secret(text: str) -> bool:
     if not isinstance(text, str):
         return False
     state = _Text(text)
-    return any(state.apply(rule) for rule in _SECRET_RULES)
+    return any(state.apply(rule) for rule in (_PEM_RULE, *_LINE_RULES))

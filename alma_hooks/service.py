@@ -10,6 +10,7 @@ runs, and loads the model in this process only when it does not answer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .config import Config, data_dir, load_config
-from .errors import AlmaError
+from .errors import AlmaError, ScopeViolation
 from .storage.sqlite import SQLiteStore
 from .types import ANY, MEMORY_TYPES, TYPE_ALIASES, DomainKnowledge, Hit, Memory, Preference, Scope, memory_from_dict
 
@@ -25,6 +26,8 @@ from .types import ANY, MEMORY_TYPES, TYPE_ALIASES, DomainKnowledge, Hit, Memory
 REMEMBER_TYPES = ("knowledge", "preference")
 MAX_TEXT = 4000
 ENGINE_EMBED_TIMEOUT_S = 3.0
+#: Bulk embedding (import, reembed) is done in-process: the engine is for queries and a few new rows.
+ENGINE_MAX_TEXTS = 16
 
 
 def open_project(cwd: Path | str | None = None, env: dict[str, str] | None = None) -> tuple[Config, SQLiteStore]:
@@ -34,10 +37,10 @@ def open_project(cwd: Path | str | None = None, env: dict[str, str] | None = Non
     return config, store
 
 
-def scope_for(config: Config, agent: str = "main") -> Scope:
+def scope_for(config: Config, agent: str = "main", user: str | None = None) -> Scope:
     """The caller's scope in this project; a bad agent name is a one-line error."""
     try:
-        return Scope(config.project_id, agent, config.user_id)
+        return Scope(config.project_id, agent, user or config.user_id)
     except ValueError as e:
         raise AlmaError(f"invalid agent {agent!r}: {e}", "use a name like main, helena or victor") from None
 
@@ -61,7 +64,13 @@ def remember(config: Config, store: SQLiteStore, text: str, type: str = "knowled
     The store checks the agent's domains and redacts secrets.
     """
     text = _clean_text(text)
-    user_id = user or config.user_id
+    writer = scope_for(config, agent or "main", user)
+    user_id = writer.user_id
+    refusal = config.policy.check_write(writer.agent, domain) if type == "knowledge" else None
+    if refusal:  # the store refuses it too; this says how to fix it from the command line
+        raise ScopeViolation(f"not stored: {refusal}",
+                             f"leave out --domain, pick another --agent, or add '{domain}' to agents.{writer.agent}."
+                             "can_learn in .alma/config.yaml")
     if type == "knowledge":
         memory: Memory = DomainKnowledge(project_id=config.project_id, agent=agent or ANY, domain=domain,
                                          fact=text, confidence=0.9)
@@ -70,7 +79,6 @@ def remember(config: Config, store: SQLiteStore, text: str, type: str = "knowled
                             category=domain or "general", preference=text, source="cli", confidence=0.9)
     else:
         raise AlmaError(f"unknown memory type {type!r} for remember", f"use one of: {', '.join(REMEMBER_TYPES)}")
-    writer = Scope(config.project_id, agent or "main", user_id)
     return store.add(writer, memory, reason="remembered via CLI")
 
 
@@ -205,6 +213,9 @@ def _validate_row(row: Any) -> dict[str, Any]:
         memory = memory_from_dict(body)
     except TypeError as e:  # unknown or missing dataclass fields
         raise ValueError(f"not a {row['type']} memory: {e}") from None
+    for f in dataclasses.fields(memory):
+        if f.name in body and not _has_type(body[f.name], str(f.type)):
+            raise ValueError(f"field {f.name!r} must be {f.type}, got {body[f.name]!r:.40}")
     if not memory.project_id or not isinstance(memory.project_id, str):
         raise ValueError("project_id must be a non-empty string")
     if not isinstance(memory.id, str) or not memory.id:
@@ -219,6 +230,21 @@ def _validate_row(row: Any) -> dict[str, Any]:
     return row
 
 
+_SCALARS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+
+
+def _has_type(value: Any, annotation: str) -> bool:
+    """Whether a JSON value fits a dataclass field annotation (str, int, float, bool, list[str])."""
+    if annotation == "list[str]":
+        return isinstance(value, list) and all(isinstance(x, str) for x in value)
+    kinds = _SCALARS.get(annotation)
+    if kinds is None:
+        return True
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    return isinstance(value, kinds)
+
+
 def import_jsonl(store: SQLiteStore, path: Path) -> ImportResult:
     """Import an export file in one transaction, after validating every line first."""
     rows = read_jsonl(path)
@@ -231,41 +257,50 @@ def import_jsonl(store: SQLiteStore, path: Path) -> ImportResult:
 class EngineFirstEmbedder:
     """Embeds through the warm engine when it answers, else with the model in this process.
 
-    Saves the CLI the model's load time (~0.5 s) when an engine is running.
+    With an engine running, a CLI search never imports numpy or onnxruntime
+    nor loads the model (~0.5 s). Bulk work (import, reembed) always runs
+    in-process. ``model_id`` names the model that made the last vectors.
     """
 
     def __init__(self, home: Path | None = None, timeout_s: float = ENGINE_EMBED_TIMEOUT_S) -> None:
-        from .embedding import DIM, MODEL_ID
-
         self.home = home or data_dir()
         self.timeout_s = timeout_s
-        self.model_id = MODEL_ID
-        self.dim = DIM
-        self._local: Any = None
+        self.model_id: str | None = None
+        self.dim: int | None = None
+        self._engine_model: str | None = None
         self._engine_ok = True
+        self._local: Any = None
 
-    def _engine(self, texts: list[str]) -> list[list[float]] | None:
-        if not self._engine_ok:
-            return None
+    def _engine_embed(self, texts: list[str]) -> list[list[float]] | None:
         from .daemon_client import request
 
+        if self._engine_model is None:
+            info = request(self.home, {"op": "ping"}, self.timeout_s)
+            model = info.get("model") if info else None
+            if not isinstance(model, str):
+                self._engine_ok = False
+                return None
+            self._engine_model = model
         reply = request(self.home, {"op": "embed", "texts": texts}, self.timeout_s)
         vectors = reply.get("vectors") if reply else None
         if not isinstance(vectors, list) or len(vectors) != len(texts) or any(
-                not isinstance(v, list) or len(v) != self.dim for v in vectors):
+                not isinstance(v, list) or not v or len(v) != len(vectors[0]) for v in vectors):
             self._engine_ok = False
             return None
+        self.model_id, self.dim = self._engine_model, len(vectors[0]) if vectors else None
         return vectors
 
     def embed(self, texts: Sequence[str]) -> Any:
         texts = list(texts)
-        vectors = self._engine(texts)
-        if vectors is not None:
-            return vectors
+        if self._engine_ok and 0 < len(texts) <= ENGINE_MAX_TEXTS:
+            vectors = self._engine_embed(texts)
+            if vectors is not None:
+                return vectors
         if self._local is None:
             from .embedding import get_embedder
 
             self._local = get_embedder()
+        self.model_id, self.dim = self._local.model_id, self._local.dim
         return self._local.embed(texts)
 
     def embed_one(self, text: str) -> Any:

@@ -70,6 +70,11 @@ class Memory:
     def text(self) -> str:  # pragma: no cover - every subclass overrides
         raise NotImplementedError
 
+    @property
+    def search_context(self) -> str:
+        """Words that situate this memory: matched by full-text search with it, never embedded or shown."""
+        return ""
+
     def visible_to(self, scope: Scope) -> bool:
         """The one visibility rule, mirrored in SQL by the stores.
 
@@ -149,16 +154,29 @@ class Preference(Memory):
 
 @dataclass(kw_only=True)
 class DomainKnowledge(Memory):
-    """A curated fact about the project; only ever stored on explicit request."""
+    """A curated fact about the project; only ever stored on explicit request.
+
+    ``context`` optionally situates the fact: the heading or sentence it was
+    taken from, the previous turn of a conversation, the file it describes.
+    Full-text search matches it (at a lower weight than the fact), so a fact
+    that only makes sense after its lead-in ("Yes, we moved it to Fridays")
+    is still found by the lead-in's words; it is not embedded (a mixed vector
+    would blur the fact's meaning) and never rendered into a slice.
+    """
 
     type: ClassVar[str] = "knowledge"
     agent: str = ANY
     fact: str
     source: str = "curated"
+    context: str = ""
 
     @property
     def text(self) -> str:
         return self.fact
+
+    @property
+    def search_context(self) -> str:
+        return self.context
 
 
 @dataclass(kw_only=True)

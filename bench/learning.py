@@ -61,6 +61,8 @@ USER_ID = "qa-bench@example.com"
 PROMPT_TEMPLATES = ("Ask {Agent} to take this: {task}", "Ask {agent} to handle it. {task}",
                     "{Agent}, please: {task}", "Delegate to {Agent}: {task}")
 HOOK_TIMEOUT_S = 60.0
+#: Shorter strings are too generic to prove where a text came from.
+MIN_MARKER = 16
 
 
 # ---------------------------------------------------------------- scenario
@@ -181,11 +183,11 @@ def command_shape(command: str) -> tuple[str, ...]:
 
 
 def _commands_in(segment: str) -> tuple[list[tuple[str, ...]], bool]:
-    """The Bash command shapes of a rendered strategy 'Bash: a -> Bash: b', and whether it was cut ('…')."""
+    """The Bash command shapes of a rendered strategy 'Bash: a → Bash: b', and whether it was cut ('…')."""
     segment = segment.strip()
     cut = segment.endswith("…")
     shapes = []
-    for step in segment.split(" -> "):
+    for step in _STEP_SEPARATOR.split(segment):
         step = step.strip()
         if not step.startswith("Bash:"):
             continue
@@ -231,6 +233,7 @@ def _sections(context: str) -> dict[str, list[str]]:
     return out
 
 
+_STEP_SEPARATOR = re.compile(r" → | -> ")
 _EVIDENCE = re.compile(r"\s*\((?:[^()]*successes, )?conf [\d.]+\)\s*$")
 _SEEN = re.compile(r"\s*\(seen \d+x\)\s*$")
 _ON_TASKS = re.compile(r"\s*\(on tasks like .*$")
@@ -282,15 +285,20 @@ def agent_markers(scenario: Scenario) -> dict[str, set[str]]:
     raw: dict[str, set[str]] = {a: set() for a in scenario.agents()}
     for f in scenario.families:
         for t in f.tasks:
-            raw[f.agent].add(_norm(t.split("{", 1)[0])[:40])
+            raw[f.agent].add(_norm(_static(t))[:40])
         for s in f.strategies:
             for st in s.steps:
-                raw[f.agent].add(_norm(max(st.cmd.split("{"), key=len)))
+                raw[f.agent].add(_norm(_static(st.cmd)))
     out: dict[str, set[str]] = {}
     for agent, marks in raw.items():
         others = " \n ".join(m for a, ms in raw.items() if a != agent for m in ms)
-        out[agent] = {m for m in marks if len(m) >= 12 and m not in others}
+        out[agent] = {m for m in marks if len(m) >= MIN_MARKER and m not in others}
     return out
+
+
+def _static(template: str) -> str:
+    """The longest part of a template without placeholders."""
+    return max(re.split(r"\{\w+\}", template), key=lambda part: len(part.strip())).strip()
 
 
 def foreign_content(text: str, agent: str, markers: dict[str, set[str]]) -> list[str]:
@@ -627,11 +635,13 @@ class _Injected:
 
 def run_benchmark(scenario: Scenario | Path | str = DEFAULT_SCENARIO, *, episodes: int = 300, seed: int = 7,
                   families: int | None = None, window: int | None = None, workdir: Path | None = None,
-                  parallel: bool = True, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                  parallel: bool = True, keep: bool = False,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run both arms and return the report (see the module docstring).
 
     ``parallel`` runs the memory-disabled arm in a second thread: it does not
-    depend on the other arm and its hooks do almost nothing.
+    depend on the other arm and its hooks do almost nothing. ``keep`` leaves
+    the scratch projects and data dirs (path in the report's ``workdir``).
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
@@ -640,6 +650,7 @@ def run_benchmark(scenario: Scenario | Path | str = DEFAULT_SCENARIO, *, episode
     plans = plan_episodes(scenario, episodes, seed)
     root = Path(tempfile.mkdtemp(prefix="alma-learning-", dir=workdir))
     started = time.monotonic()
+    cpu_before = _children_cpu()
     try:
         arms: dict[str, Arm] = {}
         errors: list[BaseException] = []
@@ -660,9 +671,22 @@ def run_benchmark(scenario: Scenario | Path | str = DEFAULT_SCENARIO, *, episode
             off_arm()
         if errors:
             raise errors[0]
-        return report(scenario, episodes, seed, window, arms["on"], arms["off"], time.monotonic() - started)
+        result = report(scenario, episodes, seed, window, arms["on"], arms["off"], time.monotonic() - started)
+        result["wall_time_s"]["hook_cpu"] = round(_children_cpu() - cpu_before, 1)
+        if keep:
+            result["workdir"] = str(root)
+        return result
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _children_cpu() -> float:
+    """CPU seconds of finished child processes (the hooks; not the detached engine)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _print_human(r: dict[str, Any]) -> None:
@@ -687,8 +711,11 @@ def _print_human(r: dict[str, Any]) -> None:
     h = r["hooks"]
     print(f"  hooks                  {h['runs']} runs, {h['failures']} failed, p50 {h['ms']['p50']} ms, "
           f"p95 {h['ms']['p95']} ms")
+    if r.get("workdir"):
+        print(f"  kept                   {r['workdir']}")
     w = r["wall_time_s"]
-    print(f"  wall time              {w['total']} s (with memory {w['with_memory']} s, without {w['without_memory']} s)")
+    print(f"  wall time              {w['total']} s (with memory {w['with_memory']} s, without {w['without_memory']} s; "
+          f"hook CPU {w.get('hook_cpu')} s)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -702,10 +729,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=None, help="episodes at the end to score (default 100)")
     parser.add_argument("--sequential", action="store_true", help="run the two arms one after the other")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch projects and DBs (path printed)")
     args = parser.parse_args(argv)
     progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     result = run_benchmark(args.scenario, episodes=args.episodes, seed=args.seed, families=args.families,
-                           window=args.window, parallel=not args.sequential, progress=progress)
+                           window=args.window, parallel=not args.sequential, keep=args.keep,
+                           progress=progress)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

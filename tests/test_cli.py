@@ -144,7 +144,7 @@ def test_remember_outside_the_agents_domains_is_refused(project, cli):
 
 def test_search_json_best_first_with_fields(project, cli):
     ids = remember_facts(cli)
-    rows = search_json(cli, "how do I ship a new version to prod?")
+    rows = search_json(cli, "how do I release a new version to production?")
     assert rows[0]["id"] == ids[0]
     assert {"id", "type", "text", "score", "agent", "domain", "confidence"} <= set(rows[0])
     scores = [r["score"] for r in rows]
@@ -232,7 +232,7 @@ def test_export_import_round_trip(project, cli, tmp_path, monkeypatch):
     again = tmp_path / "again.jsonl"
     cli("export", "--output", str(again))
     assert sorted(again.read_text().splitlines()) == sorted(lines)  # lossless, vectors included
-    assert search_json(cli, "how do I ship a new version to prod?")[0]["id"] == ids[0]
+    assert search_json(cli, "how do I release a new version to production?")[0]["id"] == ids[0]
     assert "0 of 5" in cli("import", str(out)).stdout  # same versions: nothing replaced
 
 
@@ -256,6 +256,7 @@ BAD_LINES = {
     "unknown-type": json.dumps({"type": "gossip", "id": "x", "project_id": "p"}),
     "unknown-field": "UNKNOWN_FIELD",
     "bad-embedding": "BAD_EMBEDDING",
+    "wrong-field-type": "WRONG_TYPE",
 }
 
 
@@ -267,6 +268,8 @@ def test_import_bad_line_names_it_and_imports_nothing(project, cli, tmp_path, mo
         line = json.dumps({**good, "id": "other", "colour": "blue"})
     elif line == "BAD_EMBEDDING":
         line = json.dumps({**good, "id": "other", "embedding": [0.1, 0.2]})
+    elif line == "WRONG_TYPE":
+        line = json.dumps({**good, "id": "other", "confidence": "high"})
     second = {**good, "id": "second-good-row"}
     f = tmp_path / "mixed.jsonl"
     f.write_text("\n".join([json.dumps(second), "", line, json.dumps({**good, "id": "third"})]) + "\n")
@@ -313,7 +316,7 @@ def test_reembed_rebuilds_every_vector(project, cli):
     ids = remember_facts(cli)
     r = cli("reembed")
     assert r.exit_code == 0 and r.stdout.strip() == f"Re-embedded {len(ids)} memories"
-    assert search_json(cli, "how do I ship a new version to prod?")[0]["id"] == ids[0]
+    assert search_json(cli, "how do I release a new version to production?")[0]["id"] == ids[0]
 
 
 def test_service_reembed_and_embed_pending(project, embedder):
@@ -342,6 +345,9 @@ BAD_INPUT = {
     "import-missing-file": (["import", "no/such/file.jsonl"], "no such file"),
     "forget-unknown-id": (["forget", "0123456789abcdef"], "no memory"),
     "unknown-command": (["remembr", "x"], "No such command"),
+    "any-agent-as-writer": (["remember", "x", "--agent", "*"], "invalid agent"),
+    "search-as-any-agent": (["search", "x", "--agent", "*"], "invalid agent"),
+    "domain-main-may-not-learn": (["remember", "x", "--domain", "billing"], "agents.main.can_learn"),
 }
 
 
@@ -422,9 +428,40 @@ def test_engine_start_status_stop(cli, project):
         emb = service.EngineFirstEmbedder()
         vec = emb.embed_one("deploy")
         assert len(vec) == embedding.DIM and emb._local is None
-        assert search_json(cli, "how do I ship a new version to prod?")[0]["text"] == FACTS[0]
+        assert search_json(cli, "how do I release a new version to production?")[0]["text"] == FACTS[0]
         assert json.loads(cli("engine", "status", "--json").stdout)["requests"] >= 3
     finally:
         stopped = cli("engine", "stop").stdout.strip()
     assert stopped == "stopped"
     assert cli("engine", "status").stdout.strip() == "not running"
+
+
+# ---------------------------------------------------------------- install.sh preflight
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE_PYTHONS = {
+    # name: (script body, expected fragment of the one error line)
+    "missing": (None, "not found"),
+    "too-old": ('case "$2" in *version_info*) exit 1;; *platform*) echo 3.8.10;; esac\n', "3.8.10"),
+    "no-venv-module": ('case "$2" in *ensurepip*) exit 1;; esac\nexec python3 "$@"\n', "apt-get install python3-venv"),
+}
+
+
+@pytest.mark.parametrize("case", list(FAKE_PYTHONS), ids=list(FAKE_PYTHONS))
+def test_install_sh_refuses_an_unusable_python_in_one_line(tmp_path, case):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    script = checkout / "install.sh"
+    script.write_bytes((REPO / "install.sh").read_bytes())
+    script.chmod(0o755)
+    body, fragment = FAKE_PYTHONS[case]
+    python = tmp_path / "fake-python"
+    if body is not None:
+        python.write_text("#!/bin/sh\n" + body)
+        python.chmod(0o755)
+    r = subprocess.run([str(script)], env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHON": str(python)},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stdout == ""
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("install.sh: error: ") and fragment in line and "fix: " in line
+    assert not (checkout / ".venv").exists()

@@ -74,19 +74,34 @@ def test_json_output(project):
     assert {row["status"] for row in rows} <= {OK, WARN, FAIL}
 
 
+def _settings(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
 def test_hooks_registered_in_project_settings(project):
-    (project / ".claude").mkdir()
-    (project / ".claude" / "settings.json").write_text(json.dumps(
-        {"hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": "/x/.venv/bin/alma-hook"}]}]}}))
+    from alma_hooks.install import hook_command
+
+    _settings(project / ".claude" / "settings.json",
+              {"hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": hook_command()}]}]}})
     check = by_name(run_checks())["hooks"]
-    assert check.status == OK and "settings.json" in check.detail
+    assert check.status == OK and "settings" in check.detail
 
 
 def test_plugin_enabled_in_user_settings(project, tmp_path):
-    settings = tmp_path / "user-home" / ".claude" / "settings.json"
-    settings.parent.mkdir(parents=True)
-    settings.write_text(json.dumps({"enabledPlugins": {"alma-hooks@alma-hooks": True}}))
-    assert by_name(run_checks())["hooks"].status == OK
+    _settings(tmp_path / "user-home" / ".claude" / "settings.json", {"enabledPlugins": {"alma-hooks@alma-hooks": True}})
+    check = by_name(run_checks())["hooks"]
+    assert check.status == OK and "plugin" in check.detail
+
+
+def test_hooks_registered_twice_warns(project, tmp_path):
+    from alma_hooks.install import hook_command
+
+    _settings(project / ".claude" / "settings.json",
+              {"enabledPlugins": {"alma-hooks@alma-hooks": True},
+               "hooks": {"Stop": [{"hooks": [{"type": "command", "command": hook_command()}]}]}})
+    check = by_name(run_checks())["hooks"]
+    assert check.status == WARN and "twice" in check.detail
 
 
 def test_invalid_config_fails_with_file_and_key(project):

@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from .. import daemon
 from ..config import data_dir
 from ..errors import AlmaError
 from . import CONTEXT, json_option, main
@@ -53,6 +52,8 @@ def status(as_json: bool) -> None:
       alma-hooks engine status
       alma-hooks engine status --json
     """
+    from .. import daemon  # imported here: it pulls in the hook handlers, which other commands never need
+
     info = daemon.status(data_dir())
     if as_json:
         click.echo(json.dumps({"running": bool(info), **(info or {})}))
@@ -69,6 +70,8 @@ def start(as_json: bool) -> None:
     Examples:
       alma-hooks engine start
     """
+    from .. import daemon
+
     home = data_dir()
     info = daemon.start(home)
     if not info:
@@ -85,4 +88,6 @@ def stop() -> None:
     Examples:
       alma-hooks engine stop
     """
+    from .. import daemon
+
     click.echo("stopped" if daemon.stop(data_dir()) else "not running")

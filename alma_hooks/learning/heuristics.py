@@ -8,12 +8,22 @@ The protocol, run after every closed task (``learn_from_outcome``):
    by embedding cosine, or by word overlap when no embedder is at hand);
 3. per strategy in the cluster, successes and trials (the strategy's key drops
    paths and values, so two runs of the same approach match);
-4. a heuristic only when >= ``min_occurrences_for_heuristic`` successful
-   outcomes share the best strategy; an existing heuristic of the cluster is
-   reinforced, or replaced by a better strategy, but never overwritten when its
-   confidence is high: the conflict is recorded for ``alma-hooks review``;
+4. a heuristic only when the best-supported strategy of the cluster (highest
+   Wilson bound) has >= ``min_occurrences_for_heuristic`` successes and works
+   more often than not; an existing heuristic of the cluster is reinforced, or
+   replaced by a better strategy, but never overwritten when its confidence is
+   high: the conflict is recorded for ``alma-hooks review``; a heuristic that
+   now fails more often than it works is retired (audited delete);
 5. an anti-pattern when a strategy failed >= ``min_failures_for_anti_pattern``
-   times and another one succeeded after it.
+   times, fails more often than it works, and another one that works more often
+   than not succeeded after it; one that now works more often than not is retired.
+   Creating and retiring leave the tie in between alone, so one more outcome
+   does not flip a memory back and forth.
+
+A heuristic "of the cluster" is one learned mostly from the cluster's outcomes
+(or one of the best strategy learned from any of them): clusters are anchored
+on each new outcome, so a neighbouring task type's heuristic that shares a few
+outcomes is left alone instead of being rewritten with this cluster's strategy.
 
 Counts are recomputed from the cluster each time, so learning is idempotent
 and an outcome corrected by user feedback simply changes the counts.
@@ -78,18 +88,37 @@ def strategy_key(strategy: str) -> str:
     return " > ".join(keys)
 
 
-def _command_shape(command: str) -> list[str]:
-    """The program, its subcommands and its flag names: what makes an approach, not its arguments."""
+_SETUP = frozenset(("cd", "pushd", "export", "source", ".", "set"))
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _command_shape(command: str, skip_setup: bool = True) -> list[str]:
+    """The program, its subcommands and its flag names: what makes an approach, not its arguments.
+
+    Setup before the real command ('cd web &&', 'export X=1;', 'CI=1 npx ...') is skipped:
+    every strategy run from a subdirectory would otherwise have the same shape, 'cd'.
+    """
     shape: list[str] = []
     seen_flag = False
-    for w in command.split():
+    skipping = False
+    for w in command.replace(";", " ; ").split():
         if w in ("&&", "||", ";", "|"):
+            if skipping or not shape:
+                skipping = False
+                continue
             break  # the first command of a pipeline says enough
+        if skipping:
+            continue
+        if skip_setup and not shape and (w in _SETUP or _ASSIGNMENT.match(w)):
+            skipping = w in _SETUP  # a setup command's arguments go too; an assignment is one word
+            continue
         if w.startswith("-"):
             seen_flag = True
             shape.append(w.split("=", 1)[0])
         elif not seen_flag and len(shape) < 3 and _WORDISH.match(w):
             shape.append(w)
+    if not shape and skip_setup:
+        return _command_shape(command, skip_setup=False)  # nothing but setup: that is the approach
     return shape[:6]
 
 
@@ -228,34 +257,68 @@ def _existing(store: Store, scope: Scope, mtype: str, domain: str, ids: set[str]
     return [m for m in store.list(scope, [mtype], limit=1000) if ids.intersection(m.source_ids)]
 
 
-def _learn_heuristic(store: Store, config: Config, scope: Scope, domain: str, tallies: dict[str, _Tally],
-                     ids: set[str], min_occ: int, now: float, result: LearnResult) -> None:
+def _works(t: _Tally) -> bool:
+    """The strategy works more often than not on these tasks."""
+    return t.successes > t.failures
+
+
+def _mostly_from(m: Memory, ids: set[str]) -> bool:
+    """At least half of what ``m`` was learned from is in this cluster."""
+    return 2 * len(ids.intersection(m.source_ids)) >= len(set(m.source_ids))
+
+
+def _best(tallies: dict[str, _Tally], min_occ: int) -> tuple[str, _Tally] | None:
+    """The cluster's best-supported strategy (Wilson bound) if it has earned a heuristic, else None.
+
+    While a strategy with better support has fewer than ``min_occ`` successes,
+    the cluster is undecided: a heuristic for the runner-up would steer every
+    later task away from the strategy that looks better.
+    """
     ranked = sorted(tallies.items(), key=lambda kv: (wilson_lower_bound(kv[1].successes, kv[1].trials),
                                                       kv[1].successes), reverse=True)
-    best = next(((k, t) for k, t in ranked if t.successes >= min_occ), None)
+    if not ranked:
+        return None
+    key, t = ranked[0]
+    return (key, t) if t.successes >= min_occ and _works(t) else None
+
+
+def _learn_heuristic(store: Store, config: Config, scope: Scope, domain: str, tallies: dict[str, _Tally],
+                     ids: set[str], min_occ: int, now: float, result: LearnResult) -> None:
+    best = _best(tallies, min_occ)
     high = float(config.get("learning.high_confidence", 0.7))
+    kept: Heuristic | None = None  # this cluster's heuristic of the best strategy, once there is one
+    conflict = False
     for h in _existing(store, scope, "heuristic", domain, ids):
         assert isinstance(h, Heuristic)
         own = tallies.get(h.strategy_key)
-        if best is None or h.strategy_key == best[0]:
-            if own is not None:  # reinforce (or weaken) with the cluster's current counts
-                _update_heuristic(store, scope, h, h.strategy_key, own, now, result, "reinforced")
-            return
-        if h.confidence >= high:
+        if best is not None and h.strategy_key == best[0]:
+            if kept is None:
+                kept = h
+                _update_heuristic(store, scope, h, h.strategy_key, best[1], now, result, "reinforced")
+            continue
+        if not _mostly_from(h, ids):
+            continue  # a neighbouring task type's heuristic: its own cluster decides about it
+        if h.confidence >= high and best is not None:
             reason = (f"conflict: {h.id} ({h.strategy}, conf {h.confidence:.2f}) vs {best[1].strategy} "
                       f"({best[1].successes}/{best[1].trials})")
             store.note(scope, h, "conflict", reason)
             result.conflicts.append(h.id)
+            conflict = True
             if own is not None:
                 _update_heuristic(store, scope, h, h.strategy_key, own, now, result, "reinforced")
-            return
-        if own is None or wilson_lower_bound(best[1].successes, best[1].trials) > wilson_lower_bound(
-                own.successes, own.trials):
-            _update_heuristic(store, scope, h, best[0], best[1], now, result, "replaced by a better strategy")
-        else:
+            continue
+        better = best is not None and (own is None or wilson_lower_bound(best[1].successes, best[1].trials)
+                                       > wilson_lower_bound(own.successes, own.trials))
+        if better and kept is None:
+            assert best is not None
+            kept = _update_heuristic(store, scope, h, best[0], best[1], now, result, "replaced by a better strategy")
+        elif better or (own is not None and own.failures > own.successes):
+            why = "superseded by a better strategy" if better else f"retired: worked {own.successes} of {own.trials} times"  # type: ignore[union-attr]
+            store.delete(scope, h.id, reason=why)
+            result.updated.append(h.id)
+        elif own is not None:
             _update_heuristic(store, scope, h, h.strategy_key, own, now, result, "reinforced")
-        return
-    if best is None:
+    if best is None or kept is not None or conflict:
         return
     key, t = best
     h = Heuristic(project_id=scope.project_id, agent=scope.agent, domain=domain,
@@ -267,27 +330,38 @@ def _learn_heuristic(store: Store, config: Config, scope: Scope, domain: str, ta
 
 
 def _update_heuristic(store: Store, scope: Scope, h: Heuristic, key: str, t: _Tally, now: float,
-                      result: LearnResult, reason: str) -> None:
+                      result: LearnResult, reason: str) -> Heuristic:
+    replaced = key != h.strategy_key
     changed = dataclasses.replace(
-        h, strategy_key=key, strategy=_clip(t.strategy, 300) if key != h.strategy_key else h.strategy,
+        h, strategy_key=key, strategy=_clip(t.strategy, 300) if replaced else h.strategy,
+        condition=_condition(h.domain, t.description) if replaced else h.condition,
         occurrence_count=t.successes, successes=t.successes, trials=t.trials,
         confidence=wilson_lower_bound(t.successes, t.trials), last_validated=now,
-        source_ids=list(dict.fromkeys([*h.source_ids, *t.ids]))[-50:])
+        source_ids=list(dict.fromkeys([*(() if replaced else h.source_ids), *t.ids]))[-50:])
     if changed != h:
-        store.update(scope, changed, reason=reason)
         result.updated.append(h.id)
+        return store.update(scope, changed, reason=reason)  # type: ignore[return-value]
+    return h
 
 
 def _learn_anti_patterns(store: Store, config: Config, scope: Scope, domain: str, tallies: dict[str, _Tally],
                          ids: set[str], now: float, result: LearnResult) -> None:
     min_fail = int(config.get("learning.min_failures_for_anti_pattern", 2))
-    existing = {m.strategy_key: m for m in _existing(store, scope, "anti_pattern", domain, ids)
-                if isinstance(m, AntiPattern)}
+    existing: dict[str, AntiPattern] = {}
+    for m in sorted(_existing(store, scope, "anti_pattern", domain, ids),
+                    key=lambda m: len(ids.intersection(m.source_ids))):
+        if isinstance(m, AntiPattern) and _mostly_from(m, ids):  # else another task type's warning
+            existing[m.strategy_key] = m  # the one learned most from this cluster wins
     for key, t in tallies.items():
-        if t.failures < min_fail:
+        old = existing.get(key)
+        if old is not None and _works(t):
+            store.delete(scope, old.id, reason=f"retired: worked {t.successes} of {t.trials} times")
+            result.updated.append(old.id)
             continue
+        if t.failures < min_fail or t.failures <= t.successes:
+            continue  # a strategy that works as often as it fails is no anti-pattern
         better = [(k, o) for k, o in tallies.items()
-                  if k != key and o.successes > 0 and o.last_success >= t.first_failure]
+                  if k != key and _works(o) and o.last_success >= t.first_failure]
         if not better:
             continue
         alt_key, alt = max(better, key=lambda kv: (wilson_lower_bound(kv[1].successes, kv[1].trials), kv[0]))
@@ -295,7 +369,6 @@ def _learn_anti_patterns(store: Store, config: Config, scope: Scope, domain: str
         fields = dict(pattern=f"{_clip(t.strategy, 160)} (on tasks like \"{_clip(t.description, 80)}\")",
                       why=why, alternative=_clip(alt.strategy, 160), occurrence_count=t.failures,
                       confidence=wilson_lower_bound(t.failures, t.trials), last_validated=now)
-        old = existing.get(key)
         if old is None:
             ap = AntiPattern(project_id=scope.project_id, agent=scope.agent, domain=domain, strategy_key=key,
                              source_ids=t.ids[-50:], **fields)  # type: ignore[arg-type]

@@ -17,7 +17,8 @@ MAX_SUMMARY = 400
 
 # "5 passed, 1 failed in 0.3s" (pytest), "Tests: 1 failed, 4 passed, 5 total" (jest),
 # "12 passing", "2 failing" (mocha), "ok 3 / FAIL" (go), "test result: FAILED. 3 passed; 1 failed" (cargo)
-_COUNT = re.compile(r"(\d+)\s+(passed|passing|failed|failing|errors?|error(?:ed)?)\b", re.I)
+# The count and its word share a line: "Exit code 1\nFAILED: ..." is no "1 failed".
+_COUNT = re.compile(r"(\d+)[ \t]+(passed|passing|failed|failing|errors?|error(?:ed)?)\b", re.I)
 _FAIL_WORDS = re.compile(r"\b(FAILED|FAIL:|Traceback \(most recent call last\)|AssertionError|"
                          r"npm ERR!|error TS\d+|SyntaxError|ModuleNotFoundError|command not found)\b")
 _EXIT = re.compile(r"^Exit code (\d+)", re.M)

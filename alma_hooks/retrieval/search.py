@@ -34,6 +34,16 @@ also get got go going want wants need needs make made like
 """.split())
 _WORD = re.compile(r"[\w][\w'.-]*")
 
+#: Candidates taken from each list (KNN per type, BM25 per type) before fusion.
+POOL = 50
+#: Share of the fused ranking score given to the lexical list when both lists answer.
+#: Tuned on LoCoMo dev (turn retrieval) under the constraint of the paraphrase set of
+#: tests/test_search_quality.py (40 facts, questions sharing few words with them);
+#: 0.65-0.75 is a plateau on both, see README "Benchmarks".
+LEXICAL_WEIGHT = 0.7
+#: MiniLM cosine of unrelated text is ~0.1-0.3: below this a vector match adds nothing to the ranking.
+VECTOR_FLOOR = 0.3
+
 
 def lexical_query(text: str) -> str:
     """The words of ``text`` worth matching: no stopwords, no one-letter tokens (kept if nothing else is left)."""
@@ -48,16 +58,61 @@ def _stems(text: str) -> set[str]:
             for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
 
 
-def lexical_relevance(query_stems: set[str], text: str, bm25: float, top_bm25: float) -> float:
-    """Lexical relevance in [0, 1]: share of query words present, blended with relative BM25.
+def lexical_relevance(coverage: float, bm25: float, top_bm25: float) -> float:
+    """Absolute lexical relevance in [0, 1]: share of query words present, blended with relative BM25.
 
     BM25 alone is relative to the corpus (in a small DB every shared word has
     an IDF near zero), so the coverage of the query's words gives the absolute
     part of the signal.
     """
-    coverage = len(query_stems & _stems(text)) / len(query_stems) if query_stems else 0.0
     relative = bm25 / top_bm25 if top_bm25 > 0 else 0.0
     return 0.7 * coverage + 0.3 * relative * coverage ** 0.5
+
+
+@dataclass
+class Signals:
+    """What each list says about one candidate.
+
+    ``lexical`` and ``vector`` are relative to this query's best candidate
+    (they rank); ``relevance`` is absolute (it gates: ``min_score``).
+    """
+
+    memory: Memory
+    similarity: float | None = None
+    bm25: float | None = None
+    lexical: float = 0.0
+    vector: float = 0.0
+    relevance: float = 0.0
+
+
+def fusion_signals(query_stems: set[str], vec_hits: Sequence[Hit], lex_hits: Sequence[Hit]) -> dict[str, Signals]:
+    """Per-candidate signals of the union of the KNN and BM25 candidate lists, normalised for fusion.
+
+    - lexical = BM25 / best BM25 of the query, times the share of query words
+      the memory (with its context) holds: a memory matching one incidental
+      word of a paraphrased question cannot outrank one close in meaning.
+    - vector = cosine stretched so the query's best candidate is 1 and
+      :data:`VECTOR_FLOOR` (MiniLM's "unrelated") is 0.
+    A candidate missing from a list gets 0 from it.
+    """
+    out: dict[str, Signals] = {}
+    for h in vec_hits:
+        out[h.memory.id] = Signals(h.memory, similarity=h.similarity)
+    for h in lex_hits:
+        out.setdefault(h.memory.id, Signals(h.memory)).bm25 = h.score
+    top_sim = max((h.similarity for h in vec_hits), default=0.0)
+    top_bm25 = max((h.score for h in lex_hits), default=0.0)
+    for s in out.values():
+        lex_rel = None
+        if s.bm25 is not None and top_bm25 > 0:
+            words = _stems(f"{s.memory.text} {s.memory.search_context}")
+            coverage = len(query_stems & words) / len(query_stems) if query_stems else 0.0
+            s.lexical = s.bm25 / top_bm25 * coverage
+            lex_rel = lexical_relevance(coverage, s.bm25, top_bm25)
+        if s.similarity is not None and top_sim > VECTOR_FLOOR:
+            s.vector = max(0.0, (s.similarity - VECTOR_FLOOR) / (top_sim - VECTOR_FLOOR))
+        s.relevance = fuse(s.similarity, lex_rel)
+    return out
 
 
 def _tokens(text: str) -> set[str]:
@@ -88,6 +143,7 @@ class Retriever:
         self.half_life = float(self.config.get("retrieval.recency_half_life_days", 30))
         self.k = int(self.config.get("retrieval.k", 8))
         self.min_score = float(self.config.get("retrieval.min_score", 0.25))
+        self.lexical_weight = float(self.config.get("retrieval.lexical_weight", LEXICAL_WEIGHT))
 
     def search(self, scope: Scope, query: str, *, types: Sequence[str] | None = None, k: int = 10,
                vector: Sequence[float] | None = None) -> list[Hit]:
@@ -106,27 +162,21 @@ class Retriever:
 
     def _search(self, scope: Scope, query: str, types: list[str], k: int,
                 vector: Sequence[float] | None) -> list[Hit]:
-        per_type = max(self.k, k)
-        cands: dict[str, dict[str, Any]] = {}
+        pool = max(POOL, self.k, k)
         if vector is None and self.embed is not None and query.strip():
             vector = self.embed(query)
-        if vector is not None:
-            for hit in self.store.knn(scope, vector, per_type, types):
-                cands[hit.memory.id] = {"m": hit.memory, "sim": hit.similarity, "lex": None}
+        vec_hits = self.store.knn(scope, vector, pool, types) if vector is not None else []
         lq = lexical_query(query)
-        lex_hits = self.store.lexical(scope, lq, per_type * len(types), types)
-        if lex_hits:
-            qwords = _stems(lq)
-            top = max(h.score for h in lex_hits)
-            for hit in lex_hits:
-                c = cands.setdefault(hit.memory.id, {"m": hit.memory, "sim": None, "lex": None})
-                c["lex"] = lexical_relevance(qwords, hit.memory.text, hit.score, top)
+        lex_hits = self.store.lexical(scope, lq, pool * len(types), types)
+        signals = fusion_signals(_stems(lq), vec_hits, lex_hits)
+        # the lexical weight applies when both lists have something to say; alone, a list decides
+        wl = self.lexical_weight if vec_hits and lex_hits else (1.0 if lex_hits else 0.0)
         now = self.now()
         hits = []
-        for c in cands.values():
-            rel = fuse(c["sim"], c["lex"])
-            hits.append(Hit(c["m"], final_score(c["m"], rel, now, self.weights, self.half_life),
-                            c["sim"] if c["sim"] is not None else 0.0, rel))
+        for s in signals.values():
+            rank_rel = wl * s.lexical + (1 - wl) * s.vector
+            hits.append(Hit(s.memory, final_score(s.memory, rank_rel, now, self.weights, self.half_life),
+                            s.similarity if s.similarity is not None else 0.0, s.relevance))
         hits.sort(key=lambda h: -h.score)
         return hits[:k]
 

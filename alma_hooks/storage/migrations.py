@@ -129,9 +129,35 @@ m002_audit_user = """
 ALTER TABLE audit ADD COLUMN user_id TEXT NOT NULL DEFAULT '';
 """
 
+# A memory's optional context (DomainKnowledge.context) is a second FTS5 column:
+# bm25() weights it below the text (see SQLiteStore.lexical). Rebuilding the
+# index re-reads every row from the content table, so nothing is lost.
+m003_fts_context = """
+ALTER TABLE memories ADD COLUMN context TEXT NOT NULL DEFAULT '';
+DROP TRIGGER memories_ai;
+DROP TRIGGER memories_ad;
+DROP TRIGGER memories_au;
+DROP TABLE memories_fts;
+CREATE VIRTUAL TABLE memories_fts USING fts5(
+    text, context, content='memories', content_rowid='rid', tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts(rowid, text, context) VALUES (new.rid, new.text, new.context);
+END;
+CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts(memories_fts, rowid, text, context) VALUES ('delete', old.rid, old.text, old.context);
+END;
+CREATE TRIGGER memories_au AFTER UPDATE OF text, context ON memories BEGIN
+    INSERT INTO memories_fts(memories_fts, rowid, text, context) VALUES ('delete', old.rid, old.text, old.context);
+    INSERT INTO memories_fts(rowid, text, context) VALUES (new.rid, new.text, new.context);
+END;
+INSERT INTO memories_fts(memories_fts) VALUES ('rebuild');
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_memories", m001_memories),
     ("m002_audit_user", m002_audit_user),
+    ("m003_fts_context", m003_fts_context),
 ]
 
 _names = [name for name, _ in MIGRATIONS]

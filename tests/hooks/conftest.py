@@ -78,3 +78,13 @@ def scope(config) -> Callable[[str], Any]:  # type: ignore[no-untyped-def]
     return lambda agent="main": Scope(config.project_id, agent, config.user_id)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without any ``-m`` (e.g. ``-o addopts=''``), leave the slow and soak hook tests out rather than run them."""
+    if config.option.markexpr:
+        return
+    here = Path(__file__).parent
+    skip = pytest.mark.skip(reason="slow/soak test: select it with -m slow or -m soak")
+    for item in items:
+        heavy = item.get_closest_marker("slow") or item.get_closest_marker("soak")
+        if heavy and here in Path(str(item.path)).parents:
+            item.add_marker(skip)

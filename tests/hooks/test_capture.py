@@ -189,16 +189,27 @@ def test_task_notification_prompt_is_not_a_user_prompt(run_hook, seeded, store, 
     assert outcome.success is True  # the notification's "That's wrong" is not the user's feedback
 
 
-def test_internal_subagent_stop_is_ignored(run_hook, store, scope, config):
+def test_internal_subagent_is_ignored(run_hook, seeded, store, scope, config):
+    # /compact's internal subagent gets no digest: it would mark main's heuristics as already injected
+    start = run_hook("SubagentStart", {"agent_id": "compact-0", "agent_type": ""})
+    assert_fail_open(start)
+    assert start.stdout == ""
+    assert query(config.db_path, "SELECT count(*) FROM injections") == [(0,)]
+    assert MAIN_STRATEGY in run_hook("SessionStart", {"source": "compact"}).context
+
     run_hook("UserPromptSubmit", {"prompt": PROMPT})
     run_hook("PostToolUse", PASSING_RUN)
+    injections = query(config.db_path, "SELECT count(*) FROM injections")
 
+    start = run_hook("SubagentStart", {"agent_id": "compact-1", "agent_type": ""})
     r = run_hook("SubagentStop", {"agent_id": "compact-1", "agent_type": "", "agent_transcript_path": "/tmp/c.jsonl",
                                   "last_assistant_message": "Summary of the conversation...",
                                   "stop_hook_active": False})
 
+    assert_fail_open(start)
     assert_fail_open(r)
-    assert r.stdout == ""
+    assert start.stdout == "" and r.stdout == ""
+    assert query(config.db_path, "SELECT count(*) FROM injections") == injections  # main's items not marked seen
     assert query(config.db_path, "SELECT count(*) FROM memories WHERE type = 'outcome'") == [(0,)]
     assert [d for _, d in _open_tasks(config.db_path, "main")] == [PROMPT]  # the main task is still open
     run_hook("Stop", {"last_assistant_message": "Done.", "stop_hook_active": False})

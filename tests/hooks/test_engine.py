@@ -7,6 +7,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,23 @@ def _serve(home: Path, idle_timeout_s: float, env: dict[str, str] | None = None)
                             env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def _engines_of(home: Path) -> list[int]:
+    """Pids of running engine processes serving ``home`` (found in /proc)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        ours = f"ALMA_HOME={home}".encode() in environ.split(b"\0") or str(home).encode() in cmdline.split(b"\0")
+        if b"alma_hooks" in cmdline and b"daemon" in cmdline and ours and pid_alive(int(proc.name)):
+            pids.append(int(proc.name))
+    return pids
+
+
 @pytest.fixture
 def engine_pids(alma_home: Path) -> Iterator[list[int]]:
     """Pids of engines a test started; afterwards none of them may still run (no orphans)."""
@@ -42,17 +60,15 @@ def engine_pids(alma_home: Path) -> Iterator[list[int]]:
     lock = run_dir(alma_home) / "engine.lock"
     if lock.exists() and lock.read_text().strip().isdigit():
         pids.append(int(lock.read_text().strip()))
-    leftover = [pid for pid in set(pids) if pid != os.getpid()
-                and _wait_gone(pid, EXIT_S)]
-    for pid in leftover:  # only engines this test started
+    alive = [pid for pid in set(pids) if _wait_gone(pid, EXIT_S)]
+    leftover = [pid for pid in alive if pid in _engines_of(alma_home)]  # a reused pid is not ours
+    for pid in leftover:  # engines of this test's data dir, started by this test
         os.kill(pid, signal.SIGKILL)
     assert leftover == [], f"engine processes still running after the test: {leftover}"
 
 
 def _wait_gone(pid: int, timeout_s: float) -> bool:
     """True when ``pid`` is still alive after ``timeout_s``."""
-    import time
-
     deadline = time.monotonic() + timeout_s
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -116,6 +132,48 @@ def test_engine_lifecycle_with_the_real_model(alma_home, run_hook, store, scope,
     assert not sock.exists()
     assert not _wait_gone(info["pid"], EXIT_S)
     assert daemon.status(alma_home) is None
+
+
+def test_engine_follows_a_quarantined_db_to_the_fresh_one(alma_home, run_hook, config, scope, engine_pids):
+    main = scope("main")
+    with SQLiteStore(config.db_path, config.policy) as s:
+        s.add(main, DomainKnowledge(project_id=main.project_id, fact="The cart module rounds totals to cents"))
+    info = daemon.start(alma_home, wait_s=START_S)
+    assert info
+    engine_pids.append(info["pid"])
+    wait_until(lambda: _pending(config.db_path) == 0, START_S, "the engine to embed the first DB")
+    config.db_path.write_bytes(b"not a database at all " * 4096)  # corrupted under the engine's feet
+
+    first = run_hook("UserPromptSubmit", {"prompt": "how are cart totals rounded?"})
+
+    assert_fail_open(first)
+    assert [p for p in alma_home.glob("memory.db.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
+    with SQLiteStore(config.db_path, config.policy) as fresh:
+        fresh.add(main, DomainKnowledge(project_id=main.project_id, fact=DEPLOY_FACT))
+    # the engine now embeds and answers from the fresh DB, not from the quarantined file it had open
+    wait_until(lambda: _pending(config.db_path) == 0, START_S, "the engine to embed the fresh DB")
+    payload = make_payload("UserPromptSubmit", config.project_root, {"prompt": SHIP_PROMPT}, "after-quarantine")
+    reply = request(alma_home, {"op": "slice", "event": "UserPromptSubmit", "query": SHIP_PROMPT,
+                                "payload": payload, "env": {"ALMA_USER_ID": USER_ID}}, timeout_s=30)
+    assert DEPLOY_FACT in reply["text"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_parallel_hooks_start_one_engine(alma_home, run_hook, engine_pids):
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = {"ALMA_ENGINE_AUTOSTART": "1"}
+    with ThreadPoolExecutor(4) as pool:  # Claude Code runs the hooks of one event in parallel
+        results = list(pool.map(lambda i: run_hook("SessionStart", {"source": "startup"}, session_id=f"p{i}",
+                                                   env=env), range(4)))
+
+    for r in results:
+        assert_fail_open(r)
+    info = wait_until(lambda: daemon.status(alma_home), START_S, "the engine the hooks started")
+    engine_pids.append(info["pid"])
+    assert wait_until(lambda: _engines_of(alma_home) == [info["pid"]], EXIT_S, "a single engine process")
+    assert_fail_open(run_hook("SessionStart", {"source": "resume"}, env=env))  # finds it: starts no other
+    assert _engines_of(alma_home) == [info["pid"]]
 
 
 def test_engine_exits_when_idle(alma_home, engine_pids):
