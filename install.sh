@@ -9,7 +9,8 @@
 # PYTHON=/path/to/python3.x picks the interpreter; ALMA_HOME moves the data dir (~/.alma).
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")"
+here="${BASH_SOURCE[0]%/*}"; [ "$here" = "${BASH_SOURCE[0]}" ] && here=.
+cd "$here"
 ROOT="$(pwd -P)"
 VENV="$ROOT/.venv"
 EXTRAS=""

@@ -339,7 +339,9 @@ def _file_config(root: Path, cache_dir: Path | None) -> tuple[dict[str, Any], st
         try:
             ensure_private_dir(cache.parent)
             tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"stamp": stamp, "root": str(root), "values": values, "source": source}))
+            fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"stamp": stamp, "root": str(root), "values": values, "source": source}, f)
             os.replace(tmp, cache)
         except OSError:
             pass

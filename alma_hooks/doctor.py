@@ -79,6 +79,8 @@ def run_checks(cwd: Path | str | None = None, env: dict[str, str] | None = None)
     checks += _run("config", config_check)
     if configs:
         checks += _run("database", lambda: check_database(configs[0]))
+        if azure_configured(configs[0]):
+            checks += _run("key vault", lambda: check_azure(configs[0], env))
         checks += _run("hooks", lambda: [check_hooks(configs[0].project_root, env)])
     checks += _run("engine", lambda: [check_engine(home)])
     return checks
@@ -228,6 +230,42 @@ def check_data_dir(home: Path) -> Check:
                      f"chmod 700 {home}")
     return Check("data dir", WARN, f"{home} had mode {mode:o}, readable by other users; changed it to 700",
                  "nothing more to do")
+
+
+def azure_configured(config: Config) -> bool:
+    return config.get("storage") == "azure" or bool(config.get("azure.cosmos_endpoint") or config.get("azure.cosmos_key"))
+
+
+def check_azure(config: Config, env: dict[str, str], resolver: Any = None) -> Iterator[Check]:
+    """Team sync settings, and every Key Vault reference readable (reachable, permitted, present)."""
+    from importlib.util import find_spec
+
+    from .config import SECRET_KEYS
+
+    if config.get("storage") == "azure" and not config.get("azure.cosmos_endpoint"):
+        yield Check("azure", FAIL, "storage is azure but azure.cosmos_endpoint is not set",
+                    "set azure.cosmos_endpoint: https://<account>.documents.azure.com:443/")
+    refs = [(".".join(k), config.get(".".join(k))) for k in sorted(SECRET_KEYS)]
+    refs = [(name, value) for name, value in refs if value]
+    if not refs:
+        yield Check("key vault", FAIL, "azure.cosmos_key is not set",
+                    "store the Cosmos key in Key Vault and set azure.cosmos_key: keyvault://<vault>/<secret>")
+        return
+    if find_spec("azure.keyvault.secrets") is None or find_spec("azure.identity") is None:
+        yield Check("key vault", FAIL, "azure-keyvault-secrets / azure-identity are not installed",
+                    "pip install 'alma-hooks[azure]' (or ./install.sh --dev)")
+        return
+    from .sync.keyvault import KeyVaultResolver, parse_ref  # only when azure is configured: never on the hook path
+
+    resolver = resolver or KeyVaultResolver(config, env=env)
+    for name, value in refs:
+        try:
+            url = resolver.url_for(parse_ref(str(value)))
+            resolver.resolve(str(value), fresh=True)  # the value itself is neither kept nor shown
+        except AlmaError as e:
+            yield Check(f"key vault {name}", FAIL, e.message, e.fix)
+            continue
+        yield Check(f"key vault {name}", OK, f"{value} is readable ({url})")
 
 
 def check_hooks(project_root: Path, env: dict[str, str]) -> Check:

@@ -65,3 +65,15 @@ class NotFound(AlmaError):
     """A memory id that does not exist in the caller's scope."""
 
     exit_code = 6
+
+
+class SecretUnavailable(AlmaError):
+    """A Key Vault reference could not be resolved (no credential, no access, no such secret, unreachable)."""
+
+    exit_code = 7
+
+
+class SyncUnavailable(AlmaError):
+    """The team store could not be reached or refused the worker; queued writes stay queued."""
+
+    exit_code = 8

@@ -80,6 +80,12 @@ _NOT_MARK = r"(?!\[redacted:|\[private\])"
 _NOT_MARK_CASED = r"(?!\[REDACTED:|\[PRIVATE\])"
 
 
+def _line_start(text: str, pos: int) -> int:
+    """Where the line holding ``pos`` starts, looking back 500 characters at most."""
+    window = max(0, pos - 500)
+    return text.rfind("\n", window, pos) + 1 or window
+
+
 def _starts_with_mark(text: str, pos: int) -> bool:
     return text.startswith("[REDACTED:", pos) or text.startswith(PRIVATE_MARK, pos)
 
@@ -226,7 +232,8 @@ _AZURE = [
 # --- secrets known by their context --------------------------------------------
 
 _AWS_SECRET = re.compile(
-    r"secret_?(?:access_?)?key[\"']?[ \t]*[:=][ \t]*[\"']?(?P<secret>[a-z0-9/+]{40})(?![a-z0-9/+=])"
+    # secret_access_key = X, "SecretAccessKey": "X", aws configure set aws_secret_access_key X
+    r"secret_?(?:access_?)?key[\"']?(?:[ \t]*[:=][ \t]*|[ \t]+)[\"']?(?P<secret>[a-z0-9/+]{40})(?![a-z0-9/+=])"
 )
 
 _URL_PASSWORD = re.compile(
@@ -282,8 +289,8 @@ _CURL = re.compile(r"\bcurl\b")
 def _curl_user(match: re.Match[str], text: str) -> _Edit | None:
     # "-u user:pass" is a password only for curl: "docker run -u 1000:1000" is not.
     start = match.start()
-    line_start = text.rfind("\n", max(0, start - 500), start) + 1 or max(0, start - 500)
-    if _CURL.search(text, line_start, start) is None:
+    found = text.rfind("curl", _line_start(text, start), start)
+    if found < 0 or _CURL.match(text, found) is None:
         return None
     return _default_edit(match, "password")
 
@@ -340,8 +347,12 @@ _ASSIGN_VALUE = (
     + _NOT_MARK
     + r"(?P<sq>[^'\\\n]{0,1024})\\?'|"
     + _NOT_MARK
-    + r"(?P<bare>[^\s\"'`,;&|<>(){}\[\]]{1,1024})(?P<call>[(\[]?))"
+    + r"(?P<bare>[^\s\"'`,;|<>(){}\[\]]{1,1024})(?P<call>[(\[]?))"
 )
+
+# After "name: value" only the end of the line may follow (YAML, headers), not
+# more words (":param token: the token to use", "password: see below").
+_LINE_END = re.compile(r"[ \t]*(?:#|$)", re.MULTILINE)
 
 # The words that may follow the keyword in the name of a secret: DB_PASSWORD,
 # SECRET_KEY, apiKeyValue, TOKEN_PROD. Anything else names something about a
@@ -366,9 +377,6 @@ _VARIABLE = re.compile(r"[A-Za-z]+(?:_[A-Za-z]+)+")  # access_token, OPENAI_KEY:
 _WORD = re.compile(r"[A-Za-z_]+")  # token = Error, use_auth_token=auth: in code, a name
 _NUMBER = re.compile(r"-?\d{1,5}(?:\.\d+)?")  # token = 0, token_pos = -1
 _TYPE_NAME = re.compile(r"~?(?:[A-Z][A-Z0-9]*[a-z][a-z0-9]*)+")  # credential: TokenProvider
-# After "name: value" only the end of the line may follow (YAML, headers), not
-# more words (":param token: the token to use", "Your password: see below").
-_LINE_END = re.compile(r"[ \t]*(?:#|$)", re.MULTILINE)
 # After a quoted value, code goes on: "{0}:{1}".format(x), ",".join(x), "a" + b.
 _CODE_AFTER_QUOTE = re.compile(r"[.(\[]|[ \t]*[+%*]")
 
@@ -384,8 +392,7 @@ def _names_a_secret(keyword: str, tail: str) -> bool:
 
 def _in_string(text: str, keyword_start: int) -> bool:
     """Whether the keyword sits inside a string literal opened earlier on its line."""
-    line_start = text.rfind("\n", max(0, keyword_start - 500), keyword_start) + 1
-    before = text[line_start:keyword_start]
+    before = text[_line_start(text, keyword_start) : keyword_start]
     return before.count('"') % 2 == 1 or before.count("'") % 2 == 1
 
 
@@ -414,15 +421,19 @@ def _is_code(value: str, keyword: str, spaced: bool, colon: bool) -> bool:
 
 def _assignment(kind: str) -> Callable[[re.Match[str], str], _Edit | None]:
     def edit(match: re.Match[str], text: str) -> _Edit | None:
+        group = _value_group(match)
+        start, end = match.span(group)
+        colon = match.start("colon") >= 0
+        if colon and group == "bare" and not _LINE_END.match(text, end):
+            return None  # checked first: it is the cheapest test and the most common miss
         keyword = text[match.start() : match.end("kw")]
         if not _names_a_secret(keyword, text[slice(*match.span("tail"))]):
             return None
-        group = _value_group(match)
-        start, end = match.span(group)
+        if group == "bare" and not colon and "&" in text[start:end]:
+            end = text.index("&", start)  # ?token=abc&page=2; YAML (colon) keeps "p&ss"
         value = text[start:end]
         if len(value) < 4 or _is_reference(value) or _masked(text, end) or _names_itself(value, keyword):
             return None
-        colon = match.start("colon") >= 0
         spaced = match.group("sep")[-1:] in (" ", "\t")
         unquoted_name = match.start("name_quote") < 0
         if (colon or spaced) and unquoted_name and _in_string(text, match.start()):
@@ -435,8 +446,6 @@ def _assignment(kind: str) -> Callable[[re.Match[str], str], _Edit | None]:
             return start, end, _mark(kind)
         if match.group("call") or _starts_with_mark(text, end) or _is_code(value, keyword, spaced, colon):
             return None  # password=getpass(), token=self.[REDACTED:...] (a later rule's work)
-        if colon and not _LINE_END.match(text, end):
-            return None
         return start, end, _mark(kind)
 
     return edit
@@ -471,11 +480,11 @@ _RUN_AT_START = re.compile(rf"(?P<secret>{_RUN_BODY})")
 _MAX_RUN = 1024  # longer runs are data (images, archives), not credentials
 _AZURE_ACCOUNT_KEY = re.compile(r"[A-Za-z0-9+/]{86}==")  # 64 random bytes in base64
 # High entropy by design, and public: SSH public keys, data: URIs, SRI hashes.
-_PUBLIC_BEFORE = re.compile(r"(?:ssh-(?:rsa|dss|ed25519)|ecdsa-sha2-nistp\d+|base64,)\s?\Z")
+_PUBLIC_BEFORE = re.compile(r"(?:ssh-(?:rsa|dss|ed25519)|ecdsa-sha2-nistp\d+|base64,)[ \t]?\Z")
 _SRI = re.compile(r"sha(?:1|256|384|512)-")
 
 _HEX = re.compile(r"(?:0[xX])?[0-9a-fA-F]+")
-_NOT_HEX = re.compile(r"[^0-9a-fA-F]")
+_HEX_PREFIX = re.compile(r"[0-9a-fA-F]*")
 _PART_SPLIT = re.compile(r"[/_\-]+")
 _HUMPS = re.compile(r"[A-Z]*[a-z]+|[A-Z]+|[0-9]+")
 _VOWEL = re.compile(r"[aeiouyAEIOUY]").search
@@ -499,7 +508,8 @@ def _is_word_like(part: str) -> bool:
     QDQDisableWeightAdjustForInt32Bias and HuggingFaceH4 are; random tokens
     are not (they have lone lower-case letters and vowel-less letter runs).
     """
-    for hump in _HUMPS.findall(part):
+    for match in _HUMPS.finditer(part):
+        hump = match.group()
         if hump[-1].islower():
             lower = hump.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
             if len(lower) < 2 or len(hump) - len(lower) > 4 or not _VOWEL(hump):
@@ -513,7 +523,7 @@ def _is_benign_part(part: str) -> bool:
     """Whether a part of a run is a word, a number, hex, or an identifier."""
     if len(part) < 10 or part.isalpha() or part.isdigit() or _HEX.fullmatch(part):
         return True
-    if len(_NOT_HEX.findall(part)) * 10 <= len(part):
+    if _HEX_PREFIX.match(part).end() * 10 >= len(part) * 9:
         return True  # a hex digest with a suffix: #diff-<sha256>R61
     return part.lower() != part.upper() and part != part.upper() and _is_word_like(part)
 
@@ -529,13 +539,13 @@ def _looks_random(run: str) -> bool:
     """
     if not (_HAS_DIGIT(run) and _HAS_LETTER(run)):
         return False
+    alnum = _NOT_ALNUM.sub("", run)
+    changes = (_CLASS_RUNS.subn("", alnum)[1] - 1) / max(1, len(alnum) - 1)
+    if changes < 0.35 and _DIGIT_GROUPS.subn("", run)[1] < 4:
+        return False
     if all(_is_benign_part(part) for part in _PART_SPLIT.split(run)):
         return False
-    if _entropy(run) < 3.7:
-        return False
-    alnum = _NOT_ALNUM.sub("", run)
-    changes = (len(_CLASS_RUNS.findall(alnum)) - 1) / max(1, len(alnum) - 1)
-    return changes >= 0.35 or len(_DIGIT_GROUPS.findall(run)) >= 4
+    return _entropy(run) >= 3.7
 
 
 def _random_segments(run: str) -> tuple[int, int] | None:
@@ -646,20 +656,39 @@ def _chunks(text: str) -> Iterator[str]:
 _MAX_PASSES = 4
 
 
-def _redact_lines(text: str) -> str:
-    """Apply the line rules until nothing changes.
+def _apply_line_rules(state: _Text) -> bool:
+    """One pass of every line rule; return whether the text changed."""
+    return any([state.apply(rule) for rule in _LINE_RULES])
 
-    One pass is not always enough: a rule's decision can depend on text a
-    later rule edits (a value next to a run the generic rule redacts), so a
-    second pass may find more. Repeating until a pass changes nothing is what
-    makes ``redact`` idempotent; text without secrets takes a single pass.
-    """
-    state = _Text(text)
+
+def _settle(line: str) -> str:
+    """Apply the line rules to ``line`` until a pass changes nothing."""
+    state = _Text(line)
     for _ in range(_MAX_PASSES):
-        changed = [state.apply(rule) for rule in _LINE_RULES]
-        if not any(changed):
+        if not _apply_line_rules(state):
             break
     return state.text
+
+
+def _redact_lines(text: str) -> str:
+    """Apply the line rules to ``text`` until nothing changes.
+
+    One pass is not always enough: a rule's decision can depend on text that
+    a later rule edits (a value next to a run the generic rule redacts), so a
+    second pass may find more; repeating until a pass changes nothing is what
+    makes ``redact`` idempotent. No line rule looks across a line break, so
+    the later passes need only the lines the first one changed, and every
+    change leaves a marker.
+    """
+    state = _Text(text)
+    if not _apply_line_rules(state):
+        return text
+    lines = state.text.split("\n")
+    changed = [number for number, line in enumerate(lines) if "[REDACTED:" in line]
+    settled = _settle("\n".join(lines[number] for number in changed)).split("\n")
+    for number, line in zip(changed, settled):
+        lines[number] = line
+    return "\n".join(lines)
 
 
 def redact(text: str) -> str:

@@ -20,10 +20,12 @@ The protocol, run after every closed task (``learn_from_outcome``):
    Creating and retiring leave the tie in between alone, so one more outcome
    does not flip a memory back and forth.
 
-A heuristic "of the cluster" is one learned mostly from the cluster's outcomes
-(or one of the best strategy learned from any of them): clusters are anchored
-on each new outcome, so a neighbouring task type's heuristic that shares a few
-outcomes is left alone instead of being rewritten with this cluster's strategy.
+Clusters are anchored on each new outcome, so one anchored at the edge of a
+task type also holds a neighbouring type's outcomes. Hence: a memory "of the
+cluster" is one learned mostly from the cluster's outcomes (a neighbouring
+type's heuristic that shares a few outcomes is left alone), and an outcome
+creates or swaps in only memories about a strategy it tried itself (for a
+warning: the failing strategy or the alternative that worked instead).
 
 Counts are recomputed from the cluster each time, so learning is idempotent
 and an outcome corrected by user feedback simply changes the counts.
@@ -176,10 +178,23 @@ class _Tally:
     first_failure: float = math.inf
     last_success: float = 0.0
     ids: list[str] = field(default_factory=list)
+    worked_on: list[str] = field(default_factory=list)  # task descriptions of its successes
 
     @property
     def trials(self) -> int:
         return self.successes + self.failures
+
+    def typical_task(self) -> str:
+        """The task it worked on that shares most words with the others (the latest of equals).
+
+        The heuristic's condition quotes it, so that retrieval finds the heuristic for
+        any wording of the task, not only for the one seen last.
+        """
+        tasks = self.worked_on[-20:]
+        if len(tasks) < 3:
+            return self.description
+        scores = [sum(jaccard(t, u) for u in tasks) for t in tasks]
+        return tasks[max(range(len(tasks)), key=lambda i: (scores[i], i))]
 
 
 def tally(cluster: Sequence[Outcome]) -> dict[str, _Tally]:
@@ -201,6 +216,7 @@ def _count(out: dict[str, _Tally], strategy: str, o: Outcome) -> None:
             t.successes += 1
             t.last_success = o.timestamp
             t.strategy, t.description = strategy, o.task_description
+            t.worked_on.append(o.task_description)
         else:
             t.failures += 1
             t.first_failure = min(t.first_failure, o.timestamp)
@@ -247,8 +263,11 @@ def learn_from_outcome(store: Store, config: Config, scope: Scope, outcome: Outc
     result.cluster = len(cluster)
     tallies = tally(cluster)
     ids = {o.id for o in cluster}
-    _learn_heuristic(store, config, scope, domain, tallies, ids, profile.min_occurrences_for_heuristic, now, result)
-    _learn_anti_patterns(store, config, scope, domain, tallies, ids, now, result)
+    # what this outcome tried: only those strategies can gain a new memory from it
+    tried = {k for k in (strategy_key(outcome.strategy_used), strategy_key(outcome.failed_strategy)) if k}
+    _learn_heuristic(store, config, scope, domain, tallies, ids, tried, profile.min_occurrences_for_heuristic,
+                     now, result)
+    _learn_anti_patterns(store, config, scope, domain, tallies, ids, tried, now, result)
     return result
 
 
@@ -283,8 +302,13 @@ def _best(tallies: dict[str, _Tally], min_occ: int) -> tuple[str, _Tally] | None
 
 
 def _learn_heuristic(store: Store, config: Config, scope: Scope, domain: str, tallies: dict[str, _Tally],
-                     ids: set[str], min_occ: int, now: float, result: LearnResult) -> None:
+                     ids: set[str], tried: set[str], min_occ: int, now: float, result: LearnResult) -> None:
     best = _best(tallies, min_occ)
+    if best is not None and best[0] not in tried:
+        # The outcome is about another strategy: it may weaken or retire heuristics, but
+        # not create or swap one. A cluster anchored on a task at the edge of its type
+        # would otherwise hand a neighbouring type's best strategy to this type's heuristic.
+        best = None
     high = float(config.get("learning.high_confidence", 0.7))
     kept: Heuristic | None = None  # this cluster's heuristic of the best strategy, once there is one
     conflict = False
@@ -322,7 +346,7 @@ def _learn_heuristic(store: Store, config: Config, scope: Scope, domain: str, ta
         return
     key, t = best
     h = Heuristic(project_id=scope.project_id, agent=scope.agent, domain=domain,
-                  condition=_condition(domain, t.description), strategy=_clip(t.strategy, 300), strategy_key=key,
+                  condition=_condition(domain, t.typical_task()), strategy=_clip(t.strategy, 300), strategy_key=key,
                   occurrence_count=t.successes, successes=t.successes, trials=t.trials,
                   confidence=wilson_lower_bound(t.successes, t.trials), last_validated=now, source_ids=t.ids[-50:])
     store.add(scope, h, reason=f"{t.successes} similar successful outcomes")
@@ -334,7 +358,7 @@ def _update_heuristic(store: Store, scope: Scope, h: Heuristic, key: str, t: _Ta
     replaced = key != h.strategy_key
     changed = dataclasses.replace(
         h, strategy_key=key, strategy=_clip(t.strategy, 300) if replaced else h.strategy,
-        condition=_condition(h.domain, t.description) if replaced else h.condition,
+        condition=_condition(h.domain, t.typical_task()),
         occurrence_count=t.successes, successes=t.successes, trials=t.trials,
         confidence=wilson_lower_bound(t.successes, t.trials), last_validated=now,
         source_ids=list(dict.fromkeys([*(() if replaced else h.source_ids), *t.ids]))[-50:])
@@ -345,7 +369,7 @@ def _update_heuristic(store: Store, scope: Scope, h: Heuristic, key: str, t: _Ta
 
 
 def _learn_anti_patterns(store: Store, config: Config, scope: Scope, domain: str, tallies: dict[str, _Tally],
-                         ids: set[str], now: float, result: LearnResult) -> None:
+                         ids: set[str], tried: set[str], now: float, result: LearnResult) -> None:
     min_fail = int(config.get("learning.min_failures_for_anti_pattern", 2))
     existing: dict[str, AntiPattern] = {}
     for m in sorted(_existing(store, scope, "anti_pattern", domain, ids),
@@ -370,6 +394,8 @@ def _learn_anti_patterns(store: Store, config: Config, scope: Scope, domain: str
                       why=why, alternative=_clip(alt.strategy, 160), occurrence_count=t.failures,
                       confidence=wilson_lower_bound(t.failures, t.trials), last_validated=now)
         if old is None:
+            if key not in tried and alt_key not in tried:
+                continue  # a new warning only from an outcome that tried it or its alternative (see _learn_heuristic)
             ap = AntiPattern(project_id=scope.project_id, agent=scope.agent, domain=domain, strategy_key=key,
                              source_ids=t.ids[-50:], **fields)  # type: ignore[arg-type]
             store.add(scope, ap, reason=f"failed {t.failures}x, then {alt_key!r} worked")

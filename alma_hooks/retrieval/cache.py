@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -39,6 +40,8 @@ class EmbeddingCache:
             from ..config import ensure_private_dir
 
             ensure_private_dir(path.parent)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # user-only from the first byte
             self.conn = apsw.Connection(str(path))
             for sql in ("PRAGMA busy_timeout = 1000", "PRAGMA journal_mode = WAL",
                         "CREATE TABLE IF NOT EXISTS qcache (key TEXT PRIMARY KEY, vec BLOB NOT NULL)"):

@@ -28,16 +28,27 @@ from ..config import ScopePolicy, ensure_private_dir
 from ..errors import AlmaError, EmbeddingError, NotFound, SchemaTooNew, StoreCorrupt, StoreUnavailable
 from ..redact import redact
 from ..types import ANY, MEMORY_TYPES, ExecutionEvent, Hit, Memory, Scope, Task
+from . import replica
 from .base import Store, Vector, log, redact_memory
 from .migrations import EMBEDDING_DIM, MIGRATIONS
 
 _COLUMNS = ("rid, id, type, project_id, agent, user_id, domain, payload, confidence, pinned, version, origin, "
             "source_ids, created_at, updated_at, last_retrieved")
 _VISIBLE = "(m.project_id IN (?, '*') AND m.agent IN (?, '*') AND m.user_id IN ('', ?))"
+# The same predicate where rows are found by rowid: '+' keeps the planner from scanning
+# the scope index instead (measured: 8.5 ms instead of 0.3 ms for 100 ids at 100k rows).
+_VISIBLE_BY_ROWID = _VISIBLE.replace("m.", "+m.")
 _F = TypeVar("_F", bound=Callable[..., Any])
 #: bm25 weight of a memory's context column against its text (1.0): context words
 #: find a memory, but less strongly than its own words (LoCoMo dev: 0.5 beat 0.3, 0.7 and 1.0).
 CONTEXT_WEIGHT = 0.5
+#: KNN reads this many coarse (Hamming) candidates per wanted neighbour, at least KNN_MIN_CANDIDATES.
+KNN_OVERSAMPLE = 3
+KNN_MIN_CANDIDATES = 48
+#: A lexical query scores at most about this many postings (sum of its words' document counts).
+LEXICAL_POSTINGS_BUDGET = 10_000
+#: FTS5 ranks this many times the wanted rows (at least 200) before the scope filter.
+LEXICAL_OVERFETCH = 5
 
 
 def _scope_args(scope: Scope) -> tuple[str, str, str]:
@@ -97,6 +108,7 @@ class SQLiteStore(Store):
         self.path = Path(path)
         self.policy = policy or ScopePolicy.permissive()
         self.actor = actor
+        self._tokenizer: Any = None  # FTS5's own tokenizer, for the stems of query words
         self.conn = self._connect(busy_timeout_ms)
 
     # ------------------------------------------------------------ connection
@@ -208,9 +220,16 @@ class SQLiteStore(Store):
             key = (m.project_id, m.agent, m.type, m.user_id)
         else:
             key = tuple(m)
-        self.conn.execute("DELETE FROM memory_vec WHERE rowid = ?", (rid,))
+        self._delete_vector(rid)
         self.conn.execute("INSERT INTO memory_vec(rowid, project_id, agent, type, user_id, embedding) "
                           "VALUES (?,?,?,?,?,?)", (rid, *key, vector))
+        self.conn.execute("INSERT INTO memory_bits(rowid, project_id, agent, type, user_id, embedding, vector) "
+                          "VALUES (?,?,?,?,?,vec_quantize_binary(?),?)", (rid, *key, vector, vector))
+
+    def _delete_vector(self, rid: int) -> None:
+        """Drop a memory's vector from both indexes (exact ``memory_vec``, coarse ``memory_bits``)."""
+        self.conn.execute("DELETE FROM memory_vec WHERE rowid = ?", (rid,))
+        self.conn.execute("DELETE FROM memory_bits WHERE rowid = ?", (rid,))
 
     def _visible_row(self, scope: Scope, memory_id: str) -> tuple[Any, ...] | None:
         return self.conn.execute(f"SELECT {_COLUMNS} FROM memories m WHERE m.id = ? AND {_VISIBLE}",
@@ -222,9 +241,11 @@ class SQLiteStore(Store):
         self.check_write(scope, memory)
         memory = redact_memory(memory)
         with self._write():
+            memory = replica.stamp(self.conn, memory)
             self._insert(memory)
             self._audit(memory, "create", reason)
             self._bump(memory.project_id, memory.agent)
+            replica.on_write(self.conn, memory)  # the outbox row commits with the write, or not at all
         return memory
 
     @_translate
@@ -245,8 +266,8 @@ class SQLiteStore(Store):
             old = self._row_to_memory(row)
             if (old.project_id, old.agent, old.user_id) != (memory.project_id, memory.agent, memory.user_id):
                 self.check_write(scope, old)  # moving a memory needs the right to the old place too
-            memory = dataclasses.replace(memory, version=old.version + 1, updated_at=time.time(),
-                                         created_at=old.created_at)
+            memory = replica.stamp(self.conn, dataclasses.replace(memory, version=old.version + 1,
+                                                                  updated_at=time.time(), created_at=old.created_at))
             text_changed = old.text != memory.text
             moved = (old.project_id, old.agent, old.user_id) != (memory.project_id, memory.agent, memory.user_id)
             self.conn.execute(
@@ -258,7 +279,7 @@ class SQLiteStore(Store):
                  memory.origin, json.dumps(memory.source_ids), memory.updated_at, memory.last_retrieved,
                  int(text_changed), row[0]))
             if text_changed:
-                self.conn.execute("DELETE FROM memory_vec WHERE rowid = ?", (row[0],))
+                self._delete_vector(row[0])
             elif moved:
                 blob = self.conn.execute("SELECT embedding FROM memory_vec WHERE rowid = ?", (row[0],)).fetchone()
                 if blob:
@@ -267,6 +288,7 @@ class SQLiteStore(Store):
             self._bump(memory.project_id, memory.agent)
             if moved:
                 self._bump(old.project_id, old.agent)
+            replica.on_write(self.conn, memory)
         return memory
 
     @_translate
@@ -278,9 +300,10 @@ class SQLiteStore(Store):
             old = self._row_to_memory(row)
             self.check_write(scope, old)
             self._audit(old, "delete", reason, json.dumps(old.to_dict()))
-            self.conn.execute("DELETE FROM memory_vec WHERE rowid = ?", (row[0],))
+            self._delete_vector(row[0])
             self.conn.execute("DELETE FROM memories WHERE rid = ?", (row[0],))
             self._bump(old.project_id, old.agent)
+            replica.on_delete(self.conn, old, reason)  # a tombstone; enqueued unless it is forgetting
 
     @staticmethod
     def _types_clause(types: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
@@ -307,20 +330,32 @@ class SQLiteStore(Store):
 
     @_translate
     def knn(self, scope: Scope, vector: Vector, k: int, types: Sequence[str] | None = None) -> list[Hit]:
+        """Nearest visible memories: a Hamming pass over ``memory_bits`` per (type, partition), then the
+        exact cosine of its ``KNN_OVERSAMPLE * k`` candidates (at least ``KNN_MIN_CANDIDATES``).
+
+        A partition no larger than the candidate count is searched exactly; in larger
+        ones a true neighbour can be missed only if its sign bits disagree with the
+        query's more than the candidates' do (recall@10 1.0 on clustered 384-d sets).
+        """
         blob = pack_vector(vector)
         if len(blob) != EMBEDDING_DIM * 4:
             raise EmbeddingError(f"a query vector of {len(blob) // 4} dimensions does not fit this DB "
                                  f"({EMBEDDING_DIM})", "run `alma-hooks reembed`")
+        coarse = max(KNN_MIN_CANDIDATES, KNN_OVERSAMPLE * int(k))
         best: dict[int, float] = {}
         for mtype in types or list(MEMORY_TYPES):
+            found: dict[int, float] = {}
             for p, a, u in self._partitions(scope, mtype):
                 rows = self.conn.execute(
-                    "SELECT rowid, distance FROM memory_vec WHERE embedding MATCH ? AND k = ? "
+                    "SELECT rowid, vec_distance_cosine(vector, ?) FROM memory_bits "
+                    "WHERE embedding MATCH vec_quantize_binary(?) AND k = ? "
                     "AND project_id = ? AND agent = ? AND type = ? AND user_id = ?",
-                    (blob, int(k), p, a, mtype, u)).fetchall()
+                    (blob, blob, coarse, p, a, mtype, u)).fetchall()
                 for rid, dist in rows:
                     if dist is not None:  # a zero vector has no cosine distance
-                        best[rid] = min(dist, best.get(rid, 2.0))
+                        found[rid] = min(dist, found.get(rid, 2.0))
+            for rid in sorted(found, key=found.__getitem__)[:int(k)]:
+                best[rid] = found[rid]
         if not best:
             return []
         rows = self._rows_by_rid(scope, list(best))
@@ -331,22 +366,64 @@ class SQLiteStore(Store):
     def _rows_by_rid(self, scope: Scope, rids: list[int]) -> list[tuple[Any, ...]]:
         # the scope predicate again: defence in depth behind the partition filter
         return self.conn.execute(
-            f"SELECT {_COLUMNS} FROM memories m WHERE m.rid IN ({','.join('?' * len(rids))}) AND {_VISIBLE}",
+            f"SELECT {_COLUMNS} FROM memories m WHERE m.rid IN ({','.join('?' * len(rids))}) AND {_VISIBLE_BY_ROWID}",
             (*rids, *_scope_args(scope))).fetchall()
 
     @_translate
     def lexical(self, scope: Scope, query: str, k: int, types: Sequence[str] | None = None) -> list[Hit]:
-        match = fts_query(query)
+        match = self._match_expression(query)
         if not match:
             return []
         clause, targs = self._types_clause(types)
+        # Rank inside FTS5 first (a join per matching row costs more than BM25 itself), then
+        # keep what the scope may see; when that leaves too few, rank the visible rows only.
+        inner = max(LEXICAL_OVERFETCH * int(k), 200)
+        columns = ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
         rows = self.conn.execute(
-            f"SELECT {_COLUMNS.replace('rid,', 'm.rid,', 1)}, bm25(memories_fts, 1.0, {CONTEXT_WEIGHT}) AS rank "
-            "FROM memories_fts "
-            f"JOIN memories m ON m.rid = memories_fts.rowid WHERE memories_fts MATCH ? AND {_VISIBLE}{clause} "
-            "ORDER BY rank LIMIT ?",
-            (match, *_scope_args(scope), *targs, int(k))).fetchall()
+            f"SELECT {columns}, f.rank FROM (SELECT rowid, bm25(memories_fts, 1.0, {CONTEXT_WEIGHT}) AS rank "
+            "FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?) AS f "
+            f"JOIN memories m ON m.rid = f.rowid WHERE {_VISIBLE_BY_ROWID}{clause} ORDER BY f.rank LIMIT ?",
+            (match, inner, *_scope_args(scope), *targs, int(k))).fetchall()
+        if len(rows) < k and self.conn.execute(
+                "SELECT count(*) >= ? FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
+                (inner, match, inner)).fetchone()[0]:
+            rows = self.conn.execute(
+                f"SELECT {columns}, bm25(memories_fts, 1.0, {CONTEXT_WEIGHT}) AS rank FROM memories_fts "
+                f"JOIN memories m ON m.rid = memories_fts.rowid WHERE memories_fts MATCH ? AND {_VISIBLE}{clause} "
+                "ORDER BY rank LIMIT ?",
+                (match, *_scope_args(scope), *targs, int(k))).fetchall()
         return [Hit(self._row_to_memory(r[:-1]), -r[-1]) for r in rows]
+
+    def _match_expression(self, query: str) -> str:
+        """The FTS5 MATCH for ``query``: its words, rarest first, within :data:`LEXICAL_POSTINGS_BUDGET`.
+
+        BM25 is computed for every row matching any word, so a very common word
+        costs in proportion to its document count while adding little (its IDF is
+        near zero). Words are kept rarest first while the sum of their document
+        counts stays within the budget (the rarest is always kept); words no row
+        holds are dropped. A small DB keeps every word.
+        """
+        words = fts_words(query)
+        if not words:
+            return ""
+        if self._tokenizer is None:
+            self._tokenizer = self.conn.fts5_tokenizer("porter", ["unicode61", "remove_diacritics", "2"])
+        stems: dict[str, str] = {}  # stem -> first word spelling it
+        joined = " ".join(words).encode()
+        for start, end, stem, *_ in self._tokenizer(joined, apsw.FTS5_TOKENIZE_QUERY, None):
+            stems.setdefault(stem, joined[start:end].decode())
+        if not stems:
+            return ""
+        docs = dict(self.conn.execute(
+            f"SELECT term, doc FROM memories_vocab WHERE term IN ({','.join('?' * len(stems))})",
+            tuple(stems)).fetchall())
+        kept, total = [], 0
+        for stem in sorted((s for s in stems if docs.get(s)), key=lambda s: docs[s]):
+            if kept and total + docs[stem] > LEXICAL_POSTINGS_BUDGET:
+                break
+            kept.append(stems[stem])
+            total += docs[stem]
+        return " OR ".join(f'"{w}"' for w in dict.fromkeys(kept))
 
     @_translate
     def touch(self, scope: Scope, memory_ids: Sequence[str], when: float) -> None:
@@ -397,6 +474,7 @@ class SQLiteStore(Store):
         """Drop every vector (for ``reembed``); all memories become pending again."""
         with self._write():
             self.conn.execute("DELETE FROM memory_vec")
+            self.conn.execute("DELETE FROM memory_bits")
             self.conn.execute("DELETE FROM meta WHERE key = 'embedding_model'")
             return self.conn.execute("UPDATE memories SET embedding_pending = 1 RETURNING 1").fetchall().__len__()
 
@@ -581,15 +659,17 @@ class SQLiteStore(Store):
                 if old is not None:
                     if old[1] >= m.version:
                         continue
-                    self.conn.execute("DELETE FROM memory_vec WHERE rowid = ?", (old[0],))
+                    self._delete_vector(old[0])
                     self.conn.execute("DELETE FROM memories WHERE rid = ?", (old[0],))
                 usable = vec is not None and vec_model is not None and vec_model == (model or vec_model)
                 if usable and model is None:
                     self.conn.execute("INSERT INTO meta(key, value) VALUES ('embedding_model', ?)", (vec_model,))
                     model = vec_model
+                m = replica.stamp(self.conn, m, only_if_empty=True)
                 self._insert(m, pack_vector(vec) if usable else None)
                 self._audit(m, "import", reason)
                 self._bump(m.project_id, m.agent)
+                replica.on_write(self.conn, m)
                 written += 1
         return written
 
@@ -597,16 +677,20 @@ class SQLiteStore(Store):
 _FTS_STRIP = str.maketrans({c: " " for c in '"*^:(){}[]+-~,.;!?/\\\'`<>=|&#@$%'})
 
 
+def fts_words(text: str, max_terms: int = 64) -> list[str]:
+    """The distinct lower-case words of ``text`` with FTS5 syntax characters removed (safe to double-quote)."""
+    seen: dict[str, None] = {}
+    for w in text.translate(_FTS_STRIP).split():
+        seen.setdefault(w.lower(), None)
+    return list(seen)[:max_terms]
+
+
 def fts_query(text: str, max_terms: int = 64) -> str:
     """An FTS5 MATCH expression: every word of ``text`` double-quoted, joined with OR.
 
     Quoting makes user text safe (an unquoted ``it's`` is an FTS5 syntax error).
     """
-    words = text.translate(_FTS_STRIP).split()
-    seen: dict[str, None] = {}
-    for w in words:
-        seen.setdefault(w.lower(), None)
-    return " OR ".join(f'"{w}"' for w in list(seen)[:max_terms])
+    return " OR ".join(f'"{w}"' for w in fts_words(text, max_terms))
 
 
 def is_corrupt(path: Path) -> bool:
