@@ -22,8 +22,14 @@ without saying *with what*. ``<private>...</private>`` spans become ``[PRIVATE]`
 Rules run in a fixed order: ``<private>`` first (it swallows whatever it
 contains), then formats recognisable on their own (``ghp_...``, ``AKIA...``),
 then secrets recognisable only by their context (``DB_PASSWORD=...``), then the
-generic high-entropy rule. No rule matches a marker, which is what makes
+generic high-entropy rule. No rule matches a marker, and the rules are applied
+again until they change nothing (see ``_redact_lines``), which together make
 ``redact`` idempotent.
+
+Recall is traded for precision where code is concerned: ``token = Error``,
+``password: str``, ``api_key=api_key`` or ``:param token: the token`` are left
+alone, so a value that looks like code next to a secret-sounding name may be
+missed; the formats recognisable on their own are caught wherever they appear.
 """
 
 from __future__ import annotations
@@ -308,8 +314,6 @@ _CLI_FLAG = re.compile(
 )
 
 _METAVAR = re.compile(r"[A-Z_]+[\])}]*")  # "--token TOKEN" in --help output
-
-
 _SYMBOL = re.compile(r"[^A-Za-z]").search
 
 
@@ -419,31 +423,34 @@ def _is_code(value: str, keyword: str, spaced: bool, colon: bool) -> bool:
     )
 
 
+def _quoted_is_code(match: re.Match[str], text: str, value: str, colon: bool) -> bool:
+    """Whether a quoted value is code or prose rather than a secret."""
+    return (
+        _CODE_AFTER_QUOTE.match(text, match.end()) is not None  # "{0}:{1}".format(x)
+        or (colon and _is_type_name(value))  # credential: "AzureKeyCredential"
+        or value.count(" ") >= 4  # "--token": "Use a User Access Token. Prefer ..."
+    )
+
+
 def _assignment(kind: str) -> Callable[[re.Match[str], str], _Edit | None]:
     def edit(match: re.Match[str], text: str) -> _Edit | None:
         group = _value_group(match)
         start, end = match.span(group)
-        colon = match.start("colon") >= 0
-        if colon and group == "bare" and not _LINE_END.match(text, end):
+        bare, colon = group == "bare", match.start("colon") >= 0
+        if bare and colon and not _LINE_END.match(text, end):
             return None  # checked first: it is the cheapest test and the most common miss
-        keyword = text[match.start() : match.end("kw")]
+        if bare and not colon and "&" in text[start:end]:
+            end = text.index("&", start)  # ?token=abc&page=2; YAML (colon) keeps "p&ss"
+        keyword, value = text[match.start() : match.end("kw")], text[start:end]
         if not _names_a_secret(keyword, text[slice(*match.span("tail"))]):
             return None
-        if group == "bare" and not colon and "&" in text[start:end]:
-            end = text.index("&", start)  # ?token=abc&page=2; YAML (colon) keeps "p&ss"
-        value = text[start:end]
         if len(value) < 4 or _is_reference(value) or _masked(text, end) or _names_itself(value, keyword):
             return None
         spaced = match.group("sep")[-1:] in (" ", "\t")
-        unquoted_name = match.start("name_quote") < 0
-        if (colon or spaced) and unquoted_name and _in_string(text, match.start()):
+        if (colon or spaced) and match.start("name_quote") < 0 and _in_string(text, match.start()):
             return None  # "Unexpected token: '{}'", getpass("Password: ")
-        if group != "bare":
-            if _CODE_AFTER_QUOTE.match(text, match.end()) or (colon and _is_type_name(value)):
-                return None
-            if value.count(" ") >= 4:
-                return None  # a sentence: "--token": "Use a User Access Token. Prefer ..."
-            return start, end, _mark(kind)
+        if not bare:
+            return None if _quoted_is_code(match, text, value, colon) else (start, end, _mark(kind))
         if match.group("call") or _starts_with_mark(text, end) or _is_code(value, keyword, spaced, colon):
             return None  # password=getpass(), token=self.[REDACTED:...] (a later rule's work)
         return start, end, _mark(kind)
@@ -470,9 +477,10 @@ _CONTEXT = [
 # --- generic high entropy ------------------------------------------------------
 
 # Runs of base64/base64url characters, "=" only as trailing padding (not
-# followed by more run characters) so that NAME=value splits in two. The run must follow a character outside the run
-# class (the text start is checked apart): a leading class lets the engine
-# skip most positions, where a lookbehind would try every one.
+# followed by more run characters) so that NAME=value splits in two. A run
+# must follow a character outside the run class (the text start is checked
+# apart, see _matches): a leading class lets the engine skip most positions,
+# where a lookbehind would try every one.
 _RUN_CLASS = r"[A-Za-z0-9+/_\-]"
 _RUN_BODY = rf"{_RUN_CLASS}{{32,}}(?:={{1,2}}(?!{_RUN_CLASS}))?"
 _RUN = re.compile(rf"[^A-Za-z0-9+/_\-](?P<secret>{_RUN_BODY})")
@@ -603,6 +611,7 @@ def _lower(text: str) -> str:
 
 
 def _matches(rule: _Rule, subject: str) -> Iterable[re.Match[str]]:
+    """The matches of ``rule`` in ``subject``, with the generic rule's run at the very start."""
     if rule is not _GENERIC:
         return rule.pattern.finditer(subject)
     first = _RUN_AT_START.match(subject)
@@ -661,9 +670,9 @@ def _apply_line_rules(state: _Text) -> bool:
     return any([state.apply(rule) for rule in _LINE_RULES])
 
 
-def _settle(line: str) -> str:
-    """Apply the line rules to ``line`` until a pass changes nothing."""
-    state = _Text(line)
+def _settle(lines: str) -> str:
+    """Apply the line rules to ``lines`` until a pass changes nothing."""
+    state = _Text(lines)
     for _ in range(_MAX_PASSES):
         if not _apply_line_rules(state):
             break

@@ -50,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -240,17 +240,6 @@ def percentiles(xs: Sequence[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(s), 2), "p95": round(p95, 2), "max": round(s[-1], 2), "n": len(s)}
 
 
-def timed(fn: Callable[[], Any], runs: Iterator[Any] | range, warmup: int = 3) -> list[float]:
-    out = []
-    for i, _ in enumerate(runs):
-        started = time.perf_counter()
-        fn()
-        ms = (time.perf_counter() - started) * 1000
-        if i >= warmup:
-            out.append(ms)
-    return out
-
-
 def in_process(path: Path, project: str, prompts: Sequence[str], qvecs: Any, config: Any) -> dict[str, Any]:
     store = SQLiteStore(path, config.policy, actor="bench")
     scope = Scope(project, "main", USER)
@@ -261,13 +250,16 @@ def in_process(path: Path, project: str, prompts: Sequence[str], qvecs: Any, con
                 ("search", lambda p, v: retriever.search(scope, p, k=10, vector=v)),
                 ("slice", lambda p, v: retriever.slice_for_prompt(scope, p, vector=v)),
                 ("lexical_slice", lambda p, v: retriever.slice_for_prompt(scope, p))):
-            times = []
+            times, cpu = [], []
             for i, (p, v) in enumerate(zip(prompts, qvecs)):
-                started = time.perf_counter()
-                call(p, [float(x) for x in v])
+                vec = [float(x) for x in v]
+                started, cpu_started = time.perf_counter(), time.process_time()
+                call(p, vec)
                 if i >= 3:
                     times.append((time.perf_counter() - started) * 1000)
+                    cpu.append((time.process_time() - cpu_started) * 1000)
             res[name] = percentiles(times)
+            res[name + "_cpu"] = percentiles(cpu)
         tokens = [retriever.slice_for_prompt(scope, p, vector=[float(x) for x in v]).tokens
                   for p, v in zip(prompts[:20], qvecs[:20])]
         res["slice_tokens"] = percentiles([float(t) for t in tokens])
@@ -287,23 +279,30 @@ def run_hooks(home: Path, db: Path, project: str, cwd: Path, prompts: Sequence[s
               budget: int) -> dict[str, Any]:
     """Wall time and injected tokens of UserPromptSubmit through the real hook entry script."""
     env = hook_env(home, db, project, autostart=False)
+    import resource
+
     times: list[float] = []
+    cpu: list[float] = []
     tokens: list[float] = []
     for i, prompt in enumerate(prompts):
         payload = {"session_id": f"bench-{'warm' if warm else 'none'}-{i}", "transcript_path": "",
                    "cwd": str(cwd), "hook_event_name": "UserPromptSubmit", "prompt": prompt}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = subprocess.run([str(HOOK)], input=json.dumps(payload).encode(), env=env, capture_output=True,
                               timeout=30)
         ms = (time.perf_counter() - started) * 1000
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if i >= 2:  # the first runs warm the OS page cache (and the engine's store)
             times.append(ms)
+            cpu.append((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000)
         text = ""
         if proc.stdout.strip():
             text = json.loads(proc.stdout)["hookSpecificOutput"]["additionalContext"]
         tokens.append(float(estimate_tokens(text)))
     over = sum(1 for t in tokens if t > budget)
-    return {"wall_ms": percentiles(times), "tokens": percentiles(tokens), "over_budget": over,
+    return {"wall_ms": percentiles(times), "cpu_ms": percentiles(cpu), "tokens": percentiles(tokens),
+            "over_budget": over,
             "empty": sum(1 for t in tokens if t == 0)}
 
 
@@ -385,6 +384,13 @@ def print_table(result: dict[str, Any]) -> None:
         else:
             cells += ["-", "-", "-"]
         print("".join(f"{c:>{w}}" for c, w in zip(cells, (10, 9, 13, 13, 13, 13, 13, 20))))
+    print("CPU time of the same calls (ms, p50/p95; the hook's is the process's own, not the engine's):")
+    for row in result["sizes"].values():
+        line = (f"{row['memories']:>10}{row['projects']:>9}{fmt(row['search_cpu']):>13}{fmt(row['slice_cpu']):>13}"
+                f"{fmt(row['lexical_slice_cpu']):>13}")
+        if "hook_none" in row:
+            line += f"{fmt(row['hook_none']['cpu_ms']):>13}{fmt(row['hook_warm']['cpu_ms']):>13}"
+        print(line)
     print()
     for row in result["sizes"].values():
         extra = ""

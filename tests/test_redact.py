@@ -37,9 +37,13 @@ PYPI = "pypi-" + "AgEIcHlwaS5vcmcCJGFAKE" + "0123456789abcdefghijklmnopqrstuvwxy
 AZURE_KEY = "FAKEfake0123456789+/" * 4 + "abcdef" + "=="  # 86 base64 chars + "=="
 AZURE_SIG = "FAKEfake0123456789" + "%2BabcDEF%3D"
 AZURE_CLIENT_SECRET = "abc8Q~" + "FAKEfake0123456789.-_~FAKEfake0123"
-JWT = "eyJhbGciOiJIUzI1NiJ9" + "." + "eyJzdWIiOiJhbGljZSIsImV4cCI6MTcwMDAwMDAwMH0" + "." + "FAKEsig0123456789abcdefghij-_FAKEsig"
+JWT = ".".join(
+    ["eyJhbGciOiJIUzI1NiJ9", "eyJzdWIiOiJhbGljZSIsImV4cCI6MTcwMDAwMDAwMH0", "FAKEsig0123456789abcdefghij-_FAKEsig"]
+)
 PEM_BODY = "MIIEowIBAAKCAQEA" + "FAKEfake0123456789abcdefghijklmnopqrstuvwxyzABCD"
-PEM = "-----BEGIN RSA " + "PRIVATE KEY-----\n" + PEM_BODY + "\nFAKEfake0123456789+/==\n-----END RSA " + "PRIVATE KEY-----"
+PEM = "\n".join(
+    ["-----BEGIN RSA " + "PRIVATE KEY-----", PEM_BODY, "FAKEfake0123456789+/==", "-----END RSA " + "PRIVATE KEY-----"]
+)
 OPAQUE = "9fK2mQ7xLp3Rt8Zw1V" + "b6Nc4Hy0Jd5Sg2Ae7Uo"
 BASIC = base64.b64encode(b"alice:" + b"wonderland1").decode()
 
@@ -242,14 +246,17 @@ CORPUS = [
 
 NEGATIVES = [
     pytest.param("commit 3f786850e387550fdab836ed7e6dc881de23001b\nAuthor: Ada <ada@example.com>", id="commit-sha"),
-    pytest.param("9fceb02 (HEAD -> main) fix flaky test_user_can_checkout_with_saved_card", id="short-sha-and-test-name"),
+    pytest.param(
+        "9fceb02 (HEAD -> main) fix flaky test_user_can_checkout_with_saved_card", id="short-sha-and-test-name"
+    ),
     pytest.param("request_id=550e8400-e29b-41d4-a716-446655440000 status=200", id="uuid"),
     pytest.param(
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  dist/alma_hooks-0.1.0.tar.gz",
         id="sha256sum",
     ),
     pytest.param(
-        "FROM python:3.11-slim@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", id="docker-digest"
+        "FROM python:3.11-slim@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        id="docker-digest",
     ),
     pytest.param(
         "/home/runner/work/alma-hooks/alma-hooks/alma_hooks/retrieval/search_engine_v2.py:42: AssertionError",
@@ -292,7 +299,8 @@ NEGATIVES = [
     ),
     pytest.param("usage: alma-hooks login [-h] [--token TOKEN] [--password PASSWORD]", id="argparse-help"),
     pytest.param(
-        '"integrity": "sha512-3lYeGEyh7bQ9TZiBrqPAQ5Xw6ycLtwpwtV2tnhumK7a1ttXpqpPgh7c8NuQbSNpNkOv1mQiVfVKsk2pNU0vBpw=="',
+        '"integrity": "sha512-'
+        + '3lYeGEyh7bQ9TZiBrqPAQ5Xw6ycLtwpwtV2tnhumK7a1ttXpqpPgh7c8NuQbSNpNkOv1mQiVfVKsk2pNU0vBpw=="',
         id="npm-integrity-hash",
     ),
     pytest.param(
@@ -470,7 +478,9 @@ def test_contains_secret_finds_plaintext_secrets_in_config(text):
 @pytest.mark.parametrize(
     "text",
     [
-        pytest.param('cosmos:\n  key: "@Microsoft.KeyVault(SecretUri=https://alma.vault.azure.net/secrets/k/)"', id="kv"),
+        pytest.param(
+            'cosmos:\n  key: "@Microsoft.KeyVault(SecretUri=https://alma.vault.azure.net/secrets/k/)"', id="kv"
+        ),
         pytest.param("cosmos:\n  key: kv://alma-vault/cosmos-key", id="kv-uri"),
         pytest.param("smtp:\n  password: ${SMTP_PASSWORD}", id="env-reference"),
         pytest.param("retrieval:\n  token_budget: 2000\n  max_tokens: 512\n  model: all-MiniLM-L6-v2", id="settings"),
@@ -518,7 +528,8 @@ def test_ten_megabytes_are_redacted():
     assert OPENAI not in redacted
     assert "s3cr3t-Pa55" not in redacted
     assert redacted.count(marker("openai_key")) == text.count(OPENAI)
-    assert redacted.count("test_user_can_checkout_with_saved_card") == text.count("test_user_can_checkout_with_saved_card")
+    test_name = "test_user_can_checkout_with_saved_card"
+    assert redacted.count(test_name) == text.count(test_name)
 
 
 def test_pathological_inputs_finish():

@@ -387,6 +387,9 @@ def _learn_anti_patterns(store: Store, config: Config, scope: Scope, domain: str
         better = [(k, o) for k, o in tallies.items()
                   if k != key and _works(o) and o.last_success >= t.first_failure]
         if not better:
+            if old is not None and old.alternative:  # the alternative stopped working: do not keep suggesting it
+                store.update(scope, dataclasses.replace(old, alternative=""), reason="alternative no longer works")
+                result.updated.append(old.id)
             continue
         alt_key, alt = max(better, key=lambda kv: (wilson_lower_bound(kv[1].successes, kv[1].trials), kv[0]))
         why = _clip(t.last_error, 160) or f"it failed {t.failures} of {t.trials} times"

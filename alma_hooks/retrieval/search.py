@@ -11,7 +11,6 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..config import Config
 from ..storage.base import Store
@@ -53,10 +52,24 @@ def lexical_query(text: str) -> str:
     return " ".join(kept or words)
 
 
+#: Runs of letters and digits: FTS5's unicode61 splits words the same way ("pytest-xdist", "test_cart.py").
+_ALNUM = re.compile(r"[^\W_]+")
+
+
+def _s_stem(w: str) -> str:
+    """Harman's S-stemmer: plural endings only ('queries' -> 'query', 'runs' -> 'run'), never a wrong merge."""
+    if len(w) > 4 and w.endswith("ies") and not w.endswith(("eies", "aies")):
+        return w[:-3] + "y"
+    if len(w) > 3 and w.endswith("es") and not w.endswith(("aes", "ees", "oes")):
+        return w[:-1]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("us", "ss")):
+        return w[:-1]
+    return w
+
+
 def _stems(text: str) -> set[str]:
-    """Lower-case words without stopwords and a plural 's' (a crude stem, enough for overlap)."""
-    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
-            for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+    """Lower-case words without stopwords, plurals folded (enough to count shared words)."""
+    return {_s_stem(w) for w in _ALNUM.findall(text.lower()) if w not in STOPWORDS}
 
 
 def lexical_relevance(coverage: float, bm25: float, top_bm25: float) -> float:
@@ -117,7 +130,7 @@ def fusion_signals(query_stems: set[str], vec_hits: Sequence[Hit], lex_hits: Seq
 
 
 def _tokens(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+    return {w for w in _ALNUM.findall(text.lower()) if w not in STOPWORDS}
 
 
 def near_duplicate(a: Memory, b: Memory, threshold: float = 0.8) -> bool:

@@ -6,7 +6,7 @@ owns the three tables of migration ``m004_sync``:
 
 - ``outbox``: one row per write of a syncable memory while sync is enabled for
   its project, appended by the store's write paths *in the same transaction* as
-  the write (:func:`on_write`, :func:`on_delete`), removed by the worker only
+  the write (:func:`.outbox.on_write`, :func:`.outbox.on_delete`), removed by the worker only
   after the team store acknowledged it (:meth:`Replica.done`);
 - ``sync_state``: key/value: this replica's ``origin`` id, ``enabled:<project>``
   and ``feed:<project>`` (the change-feed continuation);
@@ -24,116 +24,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..types import ANY, MEMORY_TYPES, Memory, memory_from_dict
+from ..types import Memory, memory_from_dict
 from .base import log, redact_memory
 from .migrations import EMBEDDING_DIM
+from .outbox import (ORIGIN_KEY, SYNCABLE_TYPES, LWWKey, enabled_key, feed_key, get_state, is_enabled, origin,
+                     put_tombstone, set_state)
+from .sqlite import _COLUMNS, SQLiteStore
 
-if TYPE_CHECKING:  # sqlite imports this module; no import cycle at run time
+if TYPE_CHECKING:
     import apsw
 
-    from .sqlite import SQLiteStore
-
-#: Every memory type syncs; events, tasks and injections live in other tables and never do.
-SYNCABLE_TYPES = frozenset(MEMORY_TYPES)
-#: Deletes whose reason starts with this are forgetting: local, never a remote tombstone.
-FORGETTING_PREFIX = "forgetting:"
-ORIGIN_KEY = "origin"
-
-LWWKey = tuple[int, float, str]
-
-
-def enabled_key(project_id: str) -> str:
-    return f"enabled:{project_id}"
-
-
-def feed_key(project_id: str) -> str:
-    return f"feed:{project_id}"
-
-
-# ---------------------------------------------------------------- state (inside the caller's transaction)
-
-def get_state(conn: apsw.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
-    return row[0] if row else None
-
-
-def set_state(conn: apsw.Connection, key: str, value: str) -> None:
-    conn.execute("INSERT INTO sync_state(key, value) VALUES (?, ?) "
-                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
-
-
-def is_enabled(conn: apsw.Connection, project_id: str) -> bool:
-    return get_state(conn, enabled_key(project_id)) is not None
-
-
-def origin(conn: apsw.Connection) -> str:
-    """This replica's id (made once, kept in ``sync_state``): the last part of every LWW key it writes."""
-    value = get_state(conn, ORIGIN_KEY)
-    if value is None:
-        value = os.urandom(8).hex()
-        set_state(conn, ORIGIN_KEY, value)
-    return value
-
-
-def _syncable(memory: Memory) -> bool:
-    # a preference for "every project" (project_id "*") has no team partition: it stays with its user
-    return memory.type in SYNCABLE_TYPES and memory.project_id != ANY
-
-
-def stamp(conn: apsw.Connection, memory: Memory, *, only_if_empty: bool = False) -> Memory:
-    """``memory`` with this replica's origin when its project syncs (the writer is this replica)."""
-    if not _syncable(memory) or not is_enabled(conn, memory.project_id):
-        return memory
-    if only_if_empty and memory.origin:
-        return memory
-    mine = origin(conn)
-    return memory if memory.origin == mine else dataclasses.replace(memory, origin=mine)
-
-
-def _enqueue(conn: apsw.Connection, memory_id: str, project_id: str, op: str, version: int, when: float) -> None:
-    conn.execute("INSERT INTO outbox(memory_id, project_id, op, version, enqueued_at) VALUES (?,?,?,?,?)",
-                 (memory_id, project_id, op, version, when))
-
-
-def on_write(conn: apsw.Connection, memory: Memory, when: float | None = None) -> None:
-    """Append an upsert to the outbox when ``memory``'s project syncs (call inside the write's transaction)."""
-    if _syncable(memory) and is_enabled(conn, memory.project_id):
-        _enqueue(conn, memory.id, memory.project_id, "upsert", memory.version, time.time() if when is None else when)
-
-
-def on_delete(conn: apsw.Connection, memory: Memory, reason: str, when: float | None = None) -> None:
-    """Record a tombstone for a deleted memory; enqueue it for the team store unless this was forgetting.
-
-    A forgotten memory's tombstone carries its own key (a pulled copy of the same
-    version stays forgotten); an explicit delete's tombstone is one version newer,
-    so it wins over the copy other replicas hold.
-    """
-    if not _syncable(memory):
-        return
-    when = time.time() if when is None else when
-    enabled = is_enabled(conn, memory.project_id)
-    forgotten = reason.startswith(FORGETTING_PREFIX)
-    if forgotten:
-        key: LWWKey = (memory.version, memory.updated_at, memory.origin or (origin(conn) if enabled else ""))
-    else:
-        key = (memory.version + 1, when, origin(conn) if enabled else memory.origin)
-    _put_tombstone(conn, memory.id, memory.project_id, key, forgotten)
-    if enabled and not forgotten:
-        _enqueue(conn, memory.id, memory.project_id, "delete", key[0], when)
-
-
-def _put_tombstone(conn: apsw.Connection, memory_id: str, project_id: str, key: LWWKey, forgotten: bool) -> None:
-    conn.execute(
-        "INSERT INTO sync_tombstones(memory_id, project_id, version, updated_at, origin, forgotten) "
-        "VALUES (?,?,?,?,?,?) ON CONFLICT(memory_id) DO UPDATE SET project_id = excluded.project_id, "
-        "version = excluded.version, updated_at = excluded.updated_at, origin = excluded.origin, "
-        "forgotten = excluded.forgotten", (memory_id, project_id, *key, int(forgotten)))
+__all__ = ["LWWKey", "MergeResult", "OutboxEntry", "RemoteChange", "Replica", "feed_key"]
 
 
 # ---------------------------------------------------------------- what the worker sees
@@ -299,8 +205,6 @@ class Replica:
                                         (get_state(self.conn, ORIGIN_KEY) or "", seq)).fetchone()
             entry.tombstone = (int(row[0]), float(row[1]), str(row[2]))
             return entry
-        from .sqlite import _COLUMNS
-
         cols = ", ".join("m." + c.strip() for c in _COLUMNS.split(","))
         row = self.conn.execute(f"SELECT {cols}, v.embedding FROM memories m LEFT JOIN memory_vec v "
                                 "ON v.rowid = m.rid WHERE m.id = ?", (memory_id,)).fetchone()
@@ -372,7 +276,7 @@ class Replica:
             if row is not None:
                 self._delete_local(row[0], ch)
                 result.deleted += 1
-            _put_tombstone(self.conn, ch.memory_id, project_id, ch.key, False)
+            put_tombstone(self.conn, ch.memory_id, project_id, ch.key, False)
             return
         try:
             memory = self._remote_memory(ch)
@@ -402,8 +306,6 @@ class Replica:
 
     def _delete_local(self, rid: int, ch: RemoteChange) -> None:
         store = self.store
-        from .sqlite import _COLUMNS
-
         old = store._row_to_memory(self.conn.execute(f"SELECT {_COLUMNS} FROM memories WHERE rid = ?",
                                                      (rid,)).fetchone())
         store._audit(old, "delete", f"sync: deleted on replica {ch.origin}", json.dumps(old.to_dict()))

@@ -28,7 +28,7 @@ from ..config import ScopePolicy, ensure_private_dir
 from ..errors import AlmaError, EmbeddingError, NotFound, SchemaTooNew, StoreCorrupt, StoreUnavailable
 from ..redact import redact
 from ..types import ANY, MEMORY_TYPES, ExecutionEvent, Hit, Memory, Scope, Task
-from . import replica
+from . import outbox
 from .base import Store, Vector, log, redact_memory
 from .migrations import EMBEDDING_DIM, MIGRATIONS
 
@@ -241,11 +241,11 @@ class SQLiteStore(Store):
         self.check_write(scope, memory)
         memory = redact_memory(memory)
         with self._write():
-            memory = replica.stamp(self.conn, memory)
+            memory = outbox.stamp(self.conn, memory)
             self._insert(memory)
             self._audit(memory, "create", reason)
             self._bump(memory.project_id, memory.agent)
-            replica.on_write(self.conn, memory)  # the outbox row commits with the write, or not at all
+            outbox.on_write(self.conn, memory)  # the outbox row commits with the write, or not at all
         return memory
 
     @_translate
@@ -266,7 +266,7 @@ class SQLiteStore(Store):
             old = self._row_to_memory(row)
             if (old.project_id, old.agent, old.user_id) != (memory.project_id, memory.agent, memory.user_id):
                 self.check_write(scope, old)  # moving a memory needs the right to the old place too
-            memory = replica.stamp(self.conn, dataclasses.replace(memory, version=old.version + 1,
+            memory = outbox.stamp(self.conn, dataclasses.replace(memory, version=old.version + 1,
                                                                   updated_at=time.time(), created_at=old.created_at))
             text_changed = old.text != memory.text
             moved = (old.project_id, old.agent, old.user_id) != (memory.project_id, memory.agent, memory.user_id)
@@ -288,7 +288,7 @@ class SQLiteStore(Store):
             self._bump(memory.project_id, memory.agent)
             if moved:
                 self._bump(old.project_id, old.agent)
-            replica.on_write(self.conn, memory)
+            outbox.on_write(self.conn, memory)
         return memory
 
     @_translate
@@ -303,7 +303,7 @@ class SQLiteStore(Store):
             self._delete_vector(row[0])
             self.conn.execute("DELETE FROM memories WHERE rid = ?", (row[0],))
             self._bump(old.project_id, old.agent)
-            replica.on_delete(self.conn, old, reason)  # a tombstone; enqueued unless it is forgetting
+            outbox.on_delete(self.conn, old, reason)  # a tombstone; enqueued unless it is forgetting
 
     @staticmethod
     def _types_clause(types: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
@@ -665,11 +665,11 @@ class SQLiteStore(Store):
                 if usable and model is None:
                     self.conn.execute("INSERT INTO meta(key, value) VALUES ('embedding_model', ?)", (vec_model,))
                     model = vec_model
-                m = replica.stamp(self.conn, m, only_if_empty=True)
+                m = outbox.stamp(self.conn, m, only_if_empty=True)
                 self._insert(m, pack_vector(vec) if usable else None)
                 self._audit(m, "import", reason)
                 self._bump(m.project_id, m.agent)
-                replica.on_write(self.conn, m)
+                outbox.on_write(self.conn, m)
                 written += 1
         return written
 

@@ -3,7 +3,9 @@
 Push, per outbox entry (the newest row of one memory), retried as a whole:
 read the document (point read), and if the team store already holds this key
 or a newer one, do nothing; else create it (409 → someone else did: re-read)
-or replace it only if its ETag is still the one read (412 → re-read). So
+or replace it only if its ETag is still the one read (412 → re-read). A
+first version skips the read and tries the create at once (409 → the same
+read-compare). So
 replaying a batch after a crash changes nothing, two replicas racing on one
 memory end with the larger ``(version, updated_at, origin)`` everywhere, and a
 row leaves the outbox only after the store acknowledged it.
@@ -211,10 +213,15 @@ def push_one(team: TeamStore, entry: OutboxEntry) -> str:
         return "dropped"  # forgotten (or moved) before it was pushed: forgetting stays local
     doc = to_doc(entry)
     key = entry.key
+    # A first version is nearly always new to the team store (ids are random): create it in one
+    # request. If it exists (409: a replay of our own unacknowledged push), fall back to read-compare.
+    create_first = entry.op == "upsert" and key is not None and key[0] == 1
     for _ in range(MAX_RACES):
-        remote = team.read(entry.project_id, entry.memory_id)
-        if remote is not None and key is not None and doc_key(remote) >= key:
-            return "unchanged"
+        remote = None
+        if not create_first:
+            remote = team.read(entry.project_id, entry.memory_id)
+            if remote is not None and key is not None and doc_key(remote) >= key:
+                return "unchanged"
         try:
             if remote is None:
                 team.create(doc)
@@ -225,6 +232,7 @@ def push_one(team: TeamStore, entry: OutboxEntry) -> str:
             if cosmos.classify(e).kind not in ("conflict", "missing"):
                 raise
             # lost a race with another replica (or our own earlier, unacknowledged attempt): look again
+            create_first = False
     raise RaceLost(f"{entry.memory_id} kept changing under us ({MAX_RACES} races)")
 
 

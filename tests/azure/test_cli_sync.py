@@ -51,7 +51,7 @@ def test_enable_run_status_disable(make_replica, cli, team):
     run = cli("sync", "run", "--once", "--no-embed", "--json", "--project-dir", root)
     assert run.exit_code == 0, run.output
     report = json.loads(run.output.strip().splitlines()[-1])
-    assert report["ok"] and report["push"]["written"] == 3 and report["requests"] >= 6
+    assert report["ok"] and report["push"]["written"] == 3 and report["requests"] >= 4
     assert len(team.query_all()) == 3
 
     text = cli("sync", "run", "--once", "--no-embed", "--project-dir", root)

@@ -14,7 +14,7 @@ import json
 import time
 
 import pytest
-from conftest import MODEL, OTHER_PROJECT, PROJECT, USER, open_team, unit_vector
+from conftest import MODEL, OTHER_PROJECT, PROJECT, USER, unit_vector
 
 from alma_hooks.errors import AlmaError, ScopeViolation
 from alma_hooks.storage.replica import RemoteChange, Replica
@@ -295,7 +295,7 @@ def test_many_items_in_batches_and_pages(make_replica, team):
     a, b = make_replica("a", batch_size=7, page_size=9), make_replica("b", page_size=9)
     ids = {a.store.add(a.scope(), knowledge(f"fact number {i}")).id for i in range(60)}
     push = a.worker().run_once()
-    assert push.push.written == 60 and push.requests >= 120
+    assert push.push.written == 60 and 60 <= push.requests < 80, "a new item costs one create"
     assert set(local_docs(team)) == ids
     pull = b.worker().run_once()
     assert pull.pull.pages == 7 and pull.pull.merge.applied == 60
