@@ -61,5 +61,5 @@ def agent_option(f: F) -> F:
 
 
 # Command modules register themselves on `main` when imported.
-from . import engine, memory, setup  # noqa: E402,F401
+from . import engine, learning, memory, setup  # noqa: E402,F401
 from . import sync  # noqa: E402,F401  (team sync: alma_hooks/cli/sync.py)

@@ -192,22 +192,38 @@ def import_(file: Path, project_dir: Path | None) -> None:
 
 
 @main.command()
-@click.argument("memory_id", metavar="ID")
+@click.argument("memory_id", metavar="[ID]", required=False)
 @click.option("--reason", default="forgotten on request", show_default=True, help="Kept in the audit log.")
+@click.option("--dry-run", is_flag=True, help="Without ID: show what a forgetting pass would remove.")
 @agent_option
 @project_option
-def forget(memory_id: str, reason: str, agent: str, project_dir: Path | None) -> None:
-    """Delete one memory by id (an audit row keeps what it was and why).
+def forget(memory_id: str | None, reason: str, dry_run: bool, agent: str, project_dir: Path | None) -> None:
+    """Delete one memory by id, or (without ID) run a forgetting pass: decay, staleness, caps.
+
+    Every removal is audited. A pass never removes pinned memories, preferences
+    or curated knowledge.
 
     \b
     Examples:
-      alma-hooks search "deploy" --json | jq -r '.[0].id'
       alma-hooks forget 3f2a9c... --reason "we moved to GitHub Actions"
+      alma-hooks forget --dry-run              # what a pass would remove
+      alma-hooks forget --agent helena         # run the pass for Helena's memories
     """
     config, store = service.open_project(project_dir)
     with store:
-        store.delete(service.scope_for(config, agent), memory_id.strip(), reason=reason)
-    click.echo(f"Forgot {memory_id}")
+        scope = service.scope_for(config, agent)
+        if memory_id and memory_id.strip():
+            if dry_run:
+                raise click.UsageError("--dry-run applies to a forgetting pass, not to forgetting one ID")
+            store.delete(scope, memory_id.strip(), reason=reason)
+            click.echo(f"Forgot {memory_id}")
+            return
+        from ..learning import forgetting
+
+        report = forgetting.run(store, config, scope, dry_run=dry_run)
+    for mid, mtype, why in report.removed:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {mtype} {mid}: {why}")
+    click.echo(report.summary())
 
 
 @main.command()
