@@ -118,6 +118,12 @@ class Engine:
             if ctx is None:
                 return {"text": ""}
             return {"text": events.inject_text(ctx, str(msg.get("event")), str(msg.get("query") or ""))}
+        if op == "hook":
+            # a whole hook event, handled here so the hook process imports almost nothing
+            payload = msg.get("payload") or {}
+            ctx = events.make_context(payload, store_factory=self.store, embed=self.embed,
+                                      env=_hook_env(msg, self.home))
+            return {"output": events.handle(ctx) if ctx is not None else None}
         if op == "stop":
             return {"ok": True, "stopping": True}
         return {"error": f"unknown op {op!r}"}

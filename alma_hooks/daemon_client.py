@@ -13,30 +13,32 @@ import os
 import socket
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
+# No pathlib or typing here: this module is on every hook's fast path, and those imports cost
+# more than the engine's answer (annotations are strings, see `from __future__ import annotations`).
 SPAWN_GRACE_S = 10.0
 
 
 def run_dir(home: Path) -> Path:
-    return home / "run"
+    from pathlib import Path
+
+    return Path(home) / "run"
 
 
 def socket_path(home: Path) -> Path:
     return run_dir(home) / "engine.sock"
 
 
-def request(home: Path, message: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+def request(home: str | os.PathLike[str], message: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
     """Send one request to the engine; None when there is no engine or it is too slow."""
-    path = socket_path(home)
-    if not path.exists():
+    path = os.path.join(os.fspath(home), "run", "engine.sock")
+    if not os.path.exists(path):
         return None
     deadline = time.monotonic() + timeout_s
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout_s)
-            s.connect(str(path))
+            s.connect(path)
             s.sendall(json.dumps(message).encode() + b"\n")
             chunks = []
             while True:

@@ -13,14 +13,14 @@ Python start-up plus imports are most of a hook's latency.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import signal
 import sys
 import time
-from pathlib import Path
-from typing import Any
+
+# Only what the fast path needs is imported here (logging, pathlib and typing cost more than
+# the warm engine's whole answer); annotations are strings (`from __future__ import annotations`).
 
 MAX_STDIN = 32 * 1024 * 1024
 #: Our own deadline per event, a little under the timeout in hooks/hooks.json.
@@ -29,6 +29,10 @@ DEADLINES = {"SessionStart": 8.0, "UserPromptSubmit": 8.0, "SubagentStart": 8.0,
 LEARN_EVENTS = ("Stop", "SubagentStop", "UserPromptSubmit")
 CAPTURE_EVENTS = ("PostToolUse", "PostToolUseFailure", "Stop", "SubagentStop", "PreToolUse")
 ENGINE_TIMEOUT_S = 0.3
+#: How long a hook waits for the engine to handle its whole event before doing it itself.
+ENGINE_HOOK_TIMEOUTS = {"UserPromptSubmit": 0.5, "SessionStart": 0.5, "SubagentStart": 0.5, "Stop": 4.0,
+                        "SubagentStop": 4.0, "SessionEnd": 4.0}
+ENGINE_HOOK_TIMEOUT_S = 1.0
 EMBED_TIMEOUT_S = 3.0
 HOOK_BUSY_TIMEOUT_MS = 1500
 LOG_BYTES = 1_000_000
@@ -41,46 +45,56 @@ class _Deadline(Exception):
     pass
 
 
-class _LazyRotatingHandler(logging.Handler):
-    """A rotating file handler created on the first record (logging.handlers costs imports)."""
+def setup_logging(home: Path) -> logging.Logger:
+    """Route alma_hooks' warnings to a rotating, user-only, redacted log file; returns the entry logger."""
+    import logging
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(logging.WARNING)
-        self.path = path
-        self.inner: logging.Handler | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # user-only files, the first one and every one a rollover opens (umask is process-wide; hooks
-        # and the engine log from one thread)
-        old = os.umask(0o077)
-        try:
-            if self.inner is None:
-                from logging.handlers import RotatingFileHandler
-
-                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                self.inner = RotatingFileHandler(self.path, maxBytes=LOG_BYTES, backupCount=3, encoding="utf-8")
-                self.inner.setFormatter(
-                    _RedactingFormatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
-            self.inner.emit(record)
-        finally:
-            os.umask(old)
-
-
-class _RedactingFormatter(logging.Formatter):
-    """Logs never hold secrets: every line passes the redactor."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        from .redact import redact
-
-        return redact(super().format(record))
-
-
-def setup_logging(home: Path) -> None:
     root = logging.getLogger("alma_hooks")
-    if not any(isinstance(h, _LazyRotatingHandler) for h in root.handlers):
-        root.addHandler(_LazyRotatingHandler(home / "logs" / "hooks.log"))
+    if not any(getattr(h, "alma_hooks_log", False) for h in root.handlers):
+        root.addHandler(_log_handler(home))
     root.setLevel(logging.WARNING)
     root.propagate = False
+    return logging.getLogger("alma_hooks.entry")
+
+
+def _log_handler(home: Path) -> logging.Handler:
+    import logging
+    from logging.handlers import RotatingFileHandler
+    from pathlib import Path
+
+    from .redact import redact
+
+    class RedactingFormatter(logging.Formatter):
+        """Logs never hold secrets: every line passes the redactor."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            return redact(super().format(record))
+
+    class UserOnlyRotatingHandler(logging.Handler):
+        """A rotating file handler opened on the first record, every file user-only."""
+
+        alma_hooks_log = True
+
+        def __init__(self, path: Path) -> None:
+            super().__init__(logging.WARNING)
+            self.path = path
+            self.inner: logging.Handler | None = None
+
+        def emit(self, record: logging.LogRecord) -> None:
+            # user-only files, the first one and every one a rollover opens (umask is process-wide;
+            # hooks and the engine log from one thread)
+            old = os.umask(0o077)
+            try:
+                if self.inner is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    self.inner = RotatingFileHandler(self.path, maxBytes=LOG_BYTES, backupCount=3, encoding="utf-8")
+                    self.inner.setFormatter(
+                        RedactingFormatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
+                self.inner.emit(record)
+            finally:
+                os.umask(old)
+
+    return UserOnlyRotatingHandler(Path(home) / "logs" / "hooks.log")
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
@@ -137,8 +151,6 @@ def run(payload: dict[str, Any], home: Path) -> dict[str, Any] | None:
     """Handle one payload in this process (the engine is asked for slices only)."""
     from . import events, spool
 
-    if os.environ.get("CLAUDE_PLUGIN_ROOT") and _settings_hooks_present(payload):
-        return None  # `alma-hooks install` registered the hooks in settings too: let those run, not both
     ctx = events.make_context(payload, store_factory=_store_factory, remote=_remote(home),
                               embed=_remote_embed(home) if payload.get("hook_event_name") in LEARN_EVENTS else None)
     if ctx is None:
@@ -157,14 +169,15 @@ def run(payload: dict[str, Any], home: Path) -> dict[str, Any] | None:
 def _settings_hooks_present(payload: dict[str, Any]) -> bool:
     """True when project or user settings already run alma-hooks (see alma_hooks.install)."""
     cwd = payload.get("cwd")
-    candidates = [Path.home() / ".claude" / "settings.json"]
+    candidates = [os.path.join(os.path.expanduser("~"), ".claude", "settings.json")]
     for d in (os.environ.get("CLAUDE_PROJECT_DIR"), cwd):
         if isinstance(d, str) and d:
-            candidates.append(Path(d) / ".claude" / "settings.json")
+            candidates.append(os.path.join(d, ".claude", "settings.json"))
     for path in candidates:
         try:
-            if "alma_hooks.entry" in path.read_text(encoding="utf-8"):
-                return True
+            with open(path, encoding="utf-8") as f:
+                if "alma_hooks.entry" in f.read():
+                    return True
         except (OSError, UnicodeDecodeError):
             continue
     return False
@@ -177,7 +190,7 @@ def _replay_one(payload: dict[str, Any], store: Any) -> bool:
     ctx = events.make_context(payload, store_factory=lambda _c: store)
     if ctx is None:
         return True  # alma-hooks is disabled there now: nothing to write
-    if Path(ctx.config.db_path) != Path(store.path):
+    if os.path.realpath(ctx.config.db_path) != os.path.realpath(store.path):
         return False
     events.handle(ctx)
     return True
@@ -191,16 +204,31 @@ def _quarantine_if_corrupt(payload: dict[str, Any]) -> None:
     quarantine_if_corrupt(load_config(cwd if isinstance(cwd, str) and cwd else None).db_path)
 
 
+def _via_engine(payload: dict[str, Any], home: Path) -> tuple[bool, dict[str, Any] | None]:
+    """Let a running engine handle the whole event: (handled, output).
+
+    The fast path: no store, model or learning code is imported here. Handlers
+    are idempotent (ids derive from the session, tool call and task), so when
+    the engine is too slow and this process does the work itself, nothing is
+    stored twice.
+    """
+    from . import daemon_client
+
+    event = str(payload.get("hook_event_name") or "")
+    reply = daemon_client.request(home, {"op": "hook", "payload": payload, "env": _identity_env()},
+                                  ENGINE_HOOK_TIMEOUTS.get(event, ENGINE_HOOK_TIMEOUT_S))
+    if reply is None or "output" not in reply:
+        return False, None
+    out = reply["output"]
+    return True, out if isinstance(out, dict) else None
+
+
 def main() -> int:
     """Entry point of every hook. Returns 0 whatever happens."""
-    from .config import data_dir
-
-    home = data_dir()
+    home = os.environ.get("ALMA_HOME") or os.path.join(os.path.expanduser("~"), ".alma")  # as config.data_dir
     payload: dict[str, Any] = {}
     out: dict[str, Any] | None = None
-    log = logging.getLogger("alma_hooks.entry")
     try:
-        setup_logging(home)
         raw = sys.stdin.buffer.read(MAX_STDIN + 1)
         if len(raw) > MAX_STDIN:
             raise ValueError(f"hook input over {MAX_STDIN} bytes")
@@ -213,14 +241,20 @@ def main() -> int:
         event = str(payload.get("hook_event_name") or "")
         signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, DEADLINES.get(event, 4.0))
-        started = time.monotonic()
-        out = run(payload, home)
+        if os.environ.get("CLAUDE_PLUGIN_ROOT") and _settings_hooks_present(payload):
+            handled, out = True, None  # `alma-hooks install` registered the hooks in settings too: let those run
+        else:
+            handled, out = _via_engine(payload, home)
+        if not handled:
+            from pathlib import Path
+
+            setup_logging(Path(home))
+            out = run(payload, Path(home))
         signal.setitimer(signal.ITIMER_REAL, 0)
-        log.debug("%s handled in %.1f ms", event, (time.monotonic() - started) * 1000)
     except BaseException as e:  # noqa: BLE001 - the one catch-all: a hook fails open, always
         signal.setitimer(signal.ITIMER_REAL, 0)
         out = None
-        _fail_open(e, payload, home, log)
+        _fail_open(e, payload, home)
     if out:
         try:  # UTF-8 whatever the locale: Claude Code reads UTF-8
             sys.stdout.buffer.write(json.dumps(out, ensure_ascii=False).encode("utf-8", "replace"))
@@ -241,10 +275,15 @@ def _without_surrogates(obj: Any) -> Any:
     return obj
 
 
-def _fail_open(error: BaseException, payload: dict[str, Any], home: Path, log: logging.Logger) -> None:
+def _fail_open(error: BaseException, payload: dict[str, Any], home: str | Path) -> None:
     """Log the error; keep a capture that could not be written; quarantine a corrupt DB."""
     try:
+        from pathlib import Path
+
         from .errors import StoreCorrupt, StoreUnavailable
+
+        home = Path(home)
+        log = setup_logging(home)
 
         event = payload.get("hook_event_name", "?")
         log.warning("%s failed open: %s: %s", event, type(error).__name__, error,

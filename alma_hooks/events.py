@@ -32,7 +32,7 @@ from .learning.outcomes import (classify_feedback, infer_success, split_attempts
                                 summarize_result)
 from .redact import redact
 from .storage.base import Store
-from .types import MAIN_AGENT, ExecutionEvent, MemorySlice, Outcome, Preference, Scope, Task
+from .types import ExecutionEvent, MAIN_AGENT, MemorySlice, Outcome, Preference, Scope, Task, derived_id, new_id
 
 log = logging.getLogger("alma_hooks.events")
 
@@ -121,8 +121,10 @@ def user_prompt_submit(ctx: Context) -> dict[str, Any] | None:
         return None
     _apply_feedback(ctx, prompt)
     _capture_preference(ctx, prompt)
+    prompt_key = ctx.payload.get("prompt_id") or prompt
     ctx.store.open_task(ctx.scope, Task(project_id=ctx.scope.project_id, agent=ctx.scope.agent,
-                                        session_id=ctx.session_id, description=prompt[:MAX_TASK_TEXT]))
+                                        session_id=ctx.session_id, description=prompt[:MAX_TASK_TEXT],
+                                        id=derived_id("task", ctx.session_id, ctx.scope.agent, prompt_key)))
     return _inject("UserPromptSubmit", inject_text(ctx, "UserPromptSubmit", prompt))
 
 
@@ -136,8 +138,10 @@ def pre_tool_use(ctx: Context) -> None:
     sub = ctx.for_agent(agent_name(tool_input.get("subagent_type") or "general-purpose"))
     text = str(tool_input.get("prompt") or tool_input.get("description") or "")[:MAX_TASK_TEXT]
     if text.strip():
+        key = ctx.payload.get("tool_use_id") or text
         sub.store.open_task(sub.scope, Task(project_id=sub.scope.project_id, agent=sub.scope.agent,
-                                            session_id=ctx.session_id, description=text))
+                                            session_id=ctx.session_id, description=text,
+                                            id=derived_id("task", ctx.session_id, sub.scope.agent, key)))
     return None
 
 
@@ -158,7 +162,9 @@ def post_tool_use(ctx: Context) -> None:
         failed, error = True, error or "interrupted"
     task = ctx.store.current_task(ctx.scope, ctx.session_id)
     duration = p.get("duration_ms")
+    tool_use_id = p.get("tool_use_id")
     event = ExecutionEvent(
+        id=derived_id("event", ctx.session_id, tool_use_id) if tool_use_id else new_id(),
         project_id=ctx.scope.project_id, agent=ctx.scope.agent, session_id=ctx.session_id,
         task_id=task.id if task else "", tool=tool[:100],
         input_summary=summarize_input(tool, p.get("tool_input")),
@@ -184,6 +190,7 @@ def stop(ctx: Context) -> None:
     verdict = infer_success(events, last_message)
     worked, failed = split_attempts(events, verdict.success)
     outcome = Outcome(
+        id=task.id,  # one outcome per task, even if this event is handled twice
         project_id=ctx.scope.project_id, agent=ctx.scope.agent, task_description=task.description,
         success=verdict.success, strategy_used=worked, failed_strategy=failed, feedback=verdict.evidence,
         duration_ms=int((time.time() - task.started_at) * 1000), session_id=ctx.session_id,

@@ -24,6 +24,13 @@ def new_id() -> str:
     return os.urandom(16).hex()
 
 
+def derived_id(*parts: object) -> str:
+    """A 128-bit id determined by ``parts``: the same hook event handled twice makes the same row."""
+    import hashlib
+
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8", "replace")).hexdigest()[:32]
+
+
 def now() -> float:
     return time.time()
 

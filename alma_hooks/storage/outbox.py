@@ -76,6 +76,10 @@ def stamp(conn: apsw.Connection, memory: Memory, *, only_if_empty: bool = False)
 
 
 def _enqueue(conn: apsw.Connection, memory_id: str, project_id: str, op: str, version: int, when: float) -> None:
+    # Only the newest row of a memory is ever pushed, so older ones go now: the outbox stays at one row per
+    # changed memory however long the worker is away. A push in flight acknowledges only rows up to the seq
+    # it read, so it cannot swallow this one.
+    conn.execute("DELETE FROM outbox WHERE memory_id = ?", (memory_id,))
     conn.execute("INSERT INTO outbox(memory_id, project_id, op, version, enqueued_at) VALUES (?,?,?,?,?)",
                  (memory_id, project_id, op, version, when))
 

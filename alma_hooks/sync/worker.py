@@ -171,7 +171,9 @@ class SyncWorker:
             report.error = str(e)
         except Exception as e:  # noqa: BLE001 - turned into one explained error below
             verdict = cosmos.classify(e)
-            fix = FATAL_FIX if verdict.kind == "fatal" else "run `alma-hooks sync run --full` to read the feed anew"
+            # refused credentials need a fix outside; anything else (a continuation the service no longer
+            # accepts, a recreated container) is cured by reading the feed from the beginning
+            fix = FATAL_FIX if verdict.status in (401, 403) else "run `alma-hooks sync run --full` to read the feed anew"
             raise SyncUnavailable(f"pulling from the team store failed: {verdict.message}", fix) from e
         return report
 
