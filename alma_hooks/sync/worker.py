@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import KEYVAULT_PREFIX, Config
-from ..errors import ConfigError, SecretInConfig, SyncUnavailable
+from ..errors import AlmaError, ConfigError, SecretInConfig, SyncUnavailable
 from ..storage.replica import MergeResult, OutboxEntry, Replica, feed_key
 from ..storage.sqlite import SQLiteStore
 from . import cosmos
@@ -169,6 +169,8 @@ class SyncWorker:
             self.policy.call(lambda: self._pull_pages(report))
         except Exhausted as e:
             report.error = str(e)
+        except AlmaError:
+            raise  # the local replica's own errors (busy, read-only) say what they are
         except Exception as e:  # noqa: BLE001 - turned into one explained error below
             verdict = cosmos.classify(e)
             # refused credentials need a fix outside; anything else (a continuation the service no longer
