@@ -160,17 +160,27 @@ _FLAG = re.compile(r"^-")
 _LEAD_WORD = re.compile(r"^[A-Za-z][\w:.-]*$")
 
 
+_ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*=")
+
+
 def command_shape(command: str) -> tuple[str, ...]:
     """What makes a command an approach, as an agent reads it: program, subcommands, flag names.
 
     'npx playwright test tests/e2e/a.spec.ts --project=chromium' -> ('npx', 'playwright', 'test', '--project').
-    Leading words stop at the first path, value or flag; values after flags are ignored.
+    Leading words stop at the first path, value or flag; values after flags are ignored; a
+    leading 'cd DIR &&' and 'VAR=value' prefixes are setup, not the approach.
     """
     shape: list[str] = []
     leading = True
-    for word in command.split():
+    words = command.replace(";", " ; ").split()
+    while words and words[0] == "cd":  # 'cd apps/web && npx ...'
+        cut = next((i for i, w in enumerate(words) if w in ("&&", ";")), len(words) - 1)
+        words = words[cut + 1:]
+    for word in words:
         if word in ("|", "&&", "||", ";"):
             leading = True  # a pipeline's next program is part of the approach
+            continue
+        if leading and not shape and _ENV_ASSIGNMENT.match(word):
             continue
         if _FLAG.match(word):
             leading = False

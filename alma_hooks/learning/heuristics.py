@@ -24,8 +24,7 @@ Clusters are anchored on each new outcome, so one anchored at the edge of a
 task type also holds a neighbouring type's outcomes. Hence: a memory "of the
 cluster" is one learned mostly from the cluster's outcomes (a neighbouring
 type's heuristic that shares a few outcomes is left alone), and an outcome
-creates or swaps in only memories about a strategy it tried itself (for a
-warning: the failing strategy or the alternative that worked instead).
+creates or swaps in only memories about a strategy it tried itself.
 
 Counts are recomputed from the cluster each time, so learning is idempotent
 and an outcome corrected by user feedback simply changes the counts.
@@ -397,8 +396,8 @@ def _learn_anti_patterns(store: Store, config: Config, scope: Scope, domain: str
                       why=why, alternative=_clip(alt.strategy, 160), occurrence_count=t.failures,
                       confidence=wilson_lower_bound(t.failures, t.trials), last_validated=now)
         if old is None:
-            if key not in tried and alt_key not in tried:
-                continue  # a new warning only from an outcome that tried it or its alternative (see _learn_heuristic)
+            if key not in tried:
+                continue  # a new warning only from an outcome that tried the strategy (see _learn_heuristic)
             ap = AntiPattern(project_id=scope.project_id, agent=scope.agent, domain=domain, strategy_key=key,
                              source_ids=t.ids[-50:], **fields)  # type: ignore[arg-type]
             store.add(scope, ap, reason=f"failed {t.failures}x, then {alt_key!r} worked")

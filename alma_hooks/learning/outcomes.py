@@ -104,6 +104,9 @@ def infer_success(events: Sequence[ExecutionEvent], last_message: str = "") -> V
 
 
 STEP_SEPARATOR = " → "
+#: Room for a command with an env prefix, a path and its flags: the flags, often last, are
+#: what tells two approaches apart (learning.heuristics.strategy_key reads this text).
+STEP_CHARS = 160
 
 
 def strategy_summary(events: Sequence[ExecutionEvent], limit: int = 6) -> str:
@@ -113,7 +116,7 @@ def strategy_summary(events: Sequence[ExecutionEvent], limit: int = 6) -> str:
     """
     steps: list[str] = []
     for e in events:
-        step = f"{e.tool}: {_clip(e.input_summary, 80)}" if e.input_summary else e.tool
+        step = f"{e.tool}: {_clip(e.input_summary, STEP_CHARS)}" if e.input_summary else e.tool
         if not steps or steps[-1] != step:
             steps.append(step)
     acting = [s for s in steps if not s.startswith(("Read", "Glob", "Grep", "LS", "TodoWrite"))]

@@ -173,9 +173,14 @@ _FIRST_PERSON = re.compile(
 _PREFER_IMPERATIVE = re.compile(r"^(?:please\s+)?prefer\s+(?!not\b)\w", re.I)
 _STOP_DOING = re.compile(r"^(?:please\s+)?(?:stop|quit)\s+(\w+ing)\b", re.I)
 _COMPARATOR = r"(?:instead\s+of|rather\s+than|over|not)"
+#: "X does not Y" states what something does, it is no swap "use X, not Y": an auxiliary
+#: right before the comparator rules the swap out ("make sure the form does not submit ...").
+_NOT_AFTER_AUXILIARY = "".join(rf"(?<!\b{aux})" for aux in (
+    "do", "does", "did", "is", "are", "was", "were", "can", "could", "should", "must", "will", "would",
+    "has", "have", "had", "may", "might", "shall"))
 _SWAP = re.compile(
     rf"^(?:please\s+)?(?:just\s+)?(use|prefer|pick|choose|go\s+with|stick\s+(?:to|with)|write|call|"
-    rf"import|name|return|run|format|put|\w+)\s+(.+?)\s*,?\s+{_COMPARATOR}\s+(.+)$",
+    rf"import|name|return|run|format|put|\w+)\s+(.+?){_NOT_AFTER_AUXILIARY}\s*,?\s+{_COMPARATOR}\s+(.+)$",
     re.I,
 )
 _SWAP_BARE = re.compile(r"^(?:please\s+)?(?:just\s+)?(\w+)\s+(.+?)\s+instead\b[.!]?$", re.I)
