@@ -176,8 +176,10 @@ def _settings_hooks_present(payload: dict[str, Any]) -> bool:
     for path in candidates:
         try:
             with open(path, encoding="utf-8") as f:
-                if "alma_hooks.entry" in f.read():
-                    return True
+                text = f.read()
+            # `alma-hooks install` writes the entry module; this repository's own settings run hooks/alma-hook
+            if "alma_hooks.entry" in text or "/hooks/alma-hook" in text:
+                return True
         except (OSError, UnicodeDecodeError):
             continue
     return False

@@ -49,7 +49,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -522,9 +522,8 @@ def run_arm(scenario: Scenario, plans: Sequence[Plan], root: Path, *, memory: bo
     started = time.monotonic()
     results: list[EpisodeResult] = []
     arm = Arm(name, results, 0.0, hooks.stats.seconds, 0)
-    engine_cm = warm_engine(home, env) if memory else None
-    arm.engine = engine_cm.__enter__() if engine_cm else None
-    try:
+    with ExitStack() as stack:
+        arm.engine = stack.enter_context(warm_engine(home, env)) if memory else None
         for plan in plans:
             results.append(run_episode(hooks, scenario, plan, markers, estimate_tokens))
             if progress and (plan.index + 1) % 25 == 0:
@@ -532,9 +531,6 @@ def run_arm(scenario: Scenario, plans: Sequence[Plan], root: Path, *, memory: bo
                 progress(f"{name}: {plan.index + 1}/{len(plans)} episodes, last 25: "
                          f"{sum(r.success for r in tail) / len(tail):.0%} success, "
                          f"{sum(r.how != 'random' for r in tail)} guided, {time.monotonic() - started:.0f} s")
-    finally:
-        if engine_cm:
-            engine_cm.__exit__(None, None, None)
     arm.seconds = time.monotonic() - started
     arm.hook_failures = hooks.stats.failures
     if memory:
@@ -564,8 +560,18 @@ def inspect_db(db: Path, markers: dict[str, set[str]]) -> tuple[list[str], dict[
 
 # ---------------------------------------------------------------- report
 
-def _rate(results: Sequence[EpisodeResult]) -> float | None:
-    return round(sum(r.success for r in results) / len(results), 4) if results else None
+def _rate(results: Sequence[EpisodeResult], hit: Callable[[EpisodeResult], bool] = lambda r: r.success
+          ) -> float | None:
+    """Share of ``results`` that are a hit (by default: successes), or None when there are none."""
+    return round(sum(1 for r in results if hit(r)) / len(results), 4) if results else None
+
+
+def _best(r: EpisodeResult) -> bool:
+    return r.best
+
+
+def _injected(r: EpisodeResult) -> bool:
+    return r.subagent_tokens > 0
 
 
 def _pcts(values: Sequence[float]) -> dict[str, float]:
@@ -587,7 +593,7 @@ def report(scenario: Scenario, episodes: int, seed: int, window: int, on: Arm, o
         a_on = [r for r in last_on if r.agent == agent]
         a_off = [r for r in last_off if r.agent == agent]
         per_agent[agent] = {"with_memory": _rate(a_on), "without_memory": _rate(a_off), "episodes": len(a_on),
-                            "best_strategy_share": _rate([_Best(r) for r in a_on])}  # type: ignore[list-item]
+                            "best_strategy_share": _rate(a_on, _best)}
     bleed_episodes = [r.index for r in on.results if r.foreign]
     with_m, without_m = _rate(last_on) or 0.0, _rate(last_off) or 0.0
     ceiling = statistics.mean(max(s.p for s in r_fam.strategies)
@@ -604,43 +610,24 @@ def report(scenario: Scenario, episodes: int, seed: int, window: int, on: Arm, o
         "ceiling": round(ceiling, 4),
         "per_agent": per_agent,
         "bleed": len(bleed_episodes) + len(on.db_bleed),
+        "bleed_counts": {"episodes": len(bleed_episodes), "db_rows": len(on.db_bleed)},
         "bleed_episodes": bleed_episodes[:20],
         "bleed_db_rows": on.db_bleed[:20],
         "tokens": {"subagent": _pcts([r.subagent_tokens for r in on.results]),
                    "per_episode": _pcts([r.episode_tokens for r in on.results]),
-                   "subagent_injected_share": _rate([_Injected(r) for r in on.results])},  # type: ignore[list-item]
+                   "subagent_injected_share": _rate(on.results, _injected)},
         "choices": dict(Counter(r.how for r in last_on)),
-        "best_strategy_share": {"with_memory": _rate([_Best(r) for r in last_on]),  # type: ignore[list-item]
-                                "without_memory": _rate([_Best(r) for r in last_off])},  # type: ignore[list-item]
+        "best_strategy_share": {"with_memory": _rate(last_on, _best), "without_memory": _rate(last_off, _best)},
         "curve": {arm.name: [_rate(arm.results[i:i + 50]) for i in range(0, len(arm.results), 50)]
                   for arm in (on, off)},
         "learned": on.learned,
         "hooks": {"runs": len(hooks_all), "failures": on.hook_failures + off.hook_failures,
-                  "ms": {k: round(v * 1000, 1) for k, v in _pcts(hooks_all).items()}},
+                  "ms": {k: round(v * 1000, 1) for k, v in _pcts(hooks_all).items()},
+                  "ms_with_memory": {k: round(v * 1000, 1) for k, v in _pcts(on.hook_seconds).items()}},
         "engine": bool(on.engine),
         "wall_time_s": {"with_memory": round(on.seconds, 1), "without_memory": round(off.seconds, 1),
                         "total": round(wall, 1)},
     }
-
-
-@dataclass
-class _Best:
-    """Adapter so _rate can count best-strategy picks."""
-
-    r: EpisodeResult
-
-    @property
-    def success(self) -> bool:
-        return self.r.best
-
-
-@dataclass
-class _Injected:
-    r: EpisodeResult
-
-    @property
-    def success(self) -> bool:
-        return self.r.subagent_tokens > 0
 
 
 def run_benchmark(scenario: Scenario | Path | str = DEFAULT_SCENARIO, *, episodes: int = 300, seed: int = 7,
@@ -661,6 +648,7 @@ def run_benchmark(scenario: Scenario | Path | str = DEFAULT_SCENARIO, *, episode
     root = Path(tempfile.mkdtemp(prefix="alma-learning-", dir=workdir))
     started = time.monotonic()
     cpu_before = _children_cpu()
+    load_before = os.getloadavg()[0]
     try:
         arms: dict[str, Arm] = {}
         errors: list[BaseException] = []
@@ -683,6 +671,9 @@ def run_benchmark(scenario: Scenario | Path | str = DEFAULT_SCENARIO, *, episode
             raise errors[0]
         result = report(scenario, episodes, seed, window, arms["on"], arms["off"], time.monotonic() - started)
         result["wall_time_s"]["hook_cpu"] = round(_children_cpu() - cpu_before, 1)
+        # hooks are short subprocesses: their wall time depends on what else the machine runs
+        result["machine"] = {"cpus": os.cpu_count(), "load_avg_1m": [round(load_before, 1),
+                                                                     round(os.getloadavg()[0], 1)]}
         if keep:
             result["workdir"] = str(root)
         return result
@@ -708,8 +699,8 @@ def _print_human(r: dict[str, Any]) -> None:
     for agent, a in r["per_agent"].items():
         print(f"  {agent:8s} with {a['with_memory']:.1%}  without {a['without_memory']:.1%}  "
               f"({a['episodes']} episodes, best strategy chosen {a['best_strategy_share']:.0%})")
-    print(f"  cross-agent bleed      {r['bleed']} (episodes {len(r['bleed_episodes'])}, "
-          f"DB rows {len(r['bleed_db_rows'])})")
+    print(f"  cross-agent bleed      {r['bleed']} (episodes {r['bleed_counts']['episodes']}, "
+          f"DB rows {r['bleed_counts']['db_rows']})")
     t = r["tokens"]
     print(f"  injected tokens        subagent p50 {t['subagent']['p50']} p95 {t['subagent']['p95']} "
           f"max {t['subagent']['max']}; per episode p50 {t['per_episode']['p50']} p95 {t['per_episode']['p95']} "
@@ -720,12 +711,16 @@ def _print_human(r: dict[str, Any]) -> None:
     print(f"  learned                {r['learned']}")
     h = r["hooks"]
     print(f"  hooks                  {h['runs']} runs, {h['failures']} failed, p50 {h['ms']['p50']} ms, "
-          f"p95 {h['ms']['p95']} ms")
+          f"p95 {h['ms']['p95']} ms (with memory: p50 {h['ms_with_memory']['p50']} ms, "
+          f"p95 {h['ms_with_memory']['p95']} ms)")
     if r.get("workdir"):
         print(f"  kept                   {r['workdir']}")
     w = r["wall_time_s"]
     print(f"  wall time              {w['total']} s (with memory {w['with_memory']} s, without {w['without_memory']} s; "
           f"hook CPU {w.get('hook_cpu')} s)")
+    if r.get("machine"):
+        print(f"  machine                {r['machine']['cpus']} CPUs, load average {r['machine']['load_avg_1m']} "
+              "(start, end)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,9 @@ Clusters are anchored on each new outcome, so one anchored at the edge of a
 task type also holds a neighbouring type's outcomes. Hence: a memory "of the
 cluster" is one learned mostly from the cluster's outcomes (a neighbouring
 type's heuristic that shares a few outcomes is left alone), and an outcome
-creates or swaps in only memories about a strategy it tried itself.
+creates or swaps in only memories about a strategy it tried itself (or, for
+a warning, the alternative that worked, unless a heuristic recommends the
+strategy the warning would be about).
 
 Counts are recomputed from the cluster each time, so learning is idempotent
 and an outcome corrected by user feedback simply changes the counts.
@@ -367,6 +369,10 @@ def _update_heuristic(store: Store, scope: Scope, h: Heuristic, key: str, t: _Ta
     return h
 
 
+def _recommended(store: Store, scope: Scope) -> set[str]:
+    return {m.strategy_key for m in store.list(scope, ["heuristic"], limit=1000) if isinstance(m, Heuristic)}
+
+
 def _learn_anti_patterns(store: Store, config: Config, scope: Scope, domain: str, tallies: dict[str, _Tally],
                          ids: set[str], tried: set[str], now: float, result: LearnResult) -> None:
     min_fail = int(config.get("learning.min_failures_for_anti_pattern", 2))
@@ -396,8 +402,10 @@ def _learn_anti_patterns(store: Store, config: Config, scope: Scope, domain: str
                       why=why, alternative=_clip(alt.strategy, 160), occurrence_count=t.failures,
                       confidence=wilson_lower_bound(t.failures, t.trials), last_validated=now)
         if old is None:
-            if key not in tried:
-                continue  # a new warning only from an outcome that tried the strategy (see _learn_heuristic)
+            if key not in tried and (alt_key not in tried or key in _recommended(store, scope)):
+                # First-hand evidence only (see _learn_heuristic): the outcome tried the strategy, or it
+                # is the alternative that worked, and then not against a strategy a heuristic recommends.
+                continue
             ap = AntiPattern(project_id=scope.project_id, agent=scope.agent, domain=domain, strategy_key=key,
                              source_ids=t.ids[-50:], **fields)  # type: ignore[arg-type]
             store.add(scope, ap, reason=f"failed {t.failures}x, then {alt_key!r} worked")

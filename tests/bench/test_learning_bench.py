@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -143,9 +145,17 @@ def test_bleed_detector_sees_the_other_agents_content_and_only_that(scenario):
     assert not bench.foreign_content(every_task, "helena", markers)
 
 
+@pytest.fixture
+def short_tmp():
+    """A scratch dir with a short path: the engine's Unix socket path must stay under ~107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="alb-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_smoke_run_drives_the_real_hooks(tmp_path):
-    result = bench.run_benchmark(episodes=30, seed=7, families=3, workdir=tmp_path)
+def test_smoke_run_drives_the_real_hooks(short_tmp):
+    result = bench.run_benchmark(episodes=30, seed=7, families=3, workdir=short_tmp)
     json.dumps(result)  # --json prints it
     for key in ("with_memory", "without_memory"):
         assert isinstance(result[key], float) and 0.0 <= result[key] <= 1.0
@@ -158,7 +168,7 @@ def test_smoke_run_drives_the_real_hooks(tmp_path):
         assert set(tokens[kind]) == {"p50", "p95", "max"}
     assert 0 < tokens["subagent"]["max"] <= 1000  # something was injected, under the default budget
     assert result["engine"] is True
-    assert result["hooks"]["failures"] == 0 and result["hooks"]["runs"] >= 2 * 30 * 10
+    assert result["hooks"]["failures"] == 0 and result["hooks"]["runs"] >= 2 * 30 * 9  # at least 9 events per episode
     assert result["learned"]["helena"]["outcome"] > 0 and result["learned"]["victor"]["outcome"] > 0
     assert set(result["wall_time_s"]) >= {"with_memory", "without_memory", "total"}
-    assert not list(tmp_path.iterdir()), "scratch projects and data dirs are removed"
+    assert not list(short_tmp.iterdir()), "scratch projects and data dirs are removed"
