@@ -141,6 +141,9 @@ def _load_session(path: Path, intra_op_threads: int) -> ort.InferenceSession:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = intra_op_threads
     opts.inter_op_num_threads = 1
+    # Spinning threads fight the hooks and the editor for 2 cores: measured under load, a query took
+    # 16 ms with spinning and 8.6 ms without (7 ms either way on an idle machine).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # The arena keeps ~130 MB of RSS around between calls for no measurable gain.
     opts.enable_cpu_mem_arena = False
     try:

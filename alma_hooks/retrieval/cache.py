@@ -43,7 +43,8 @@ class EmbeddingCache:
             if not path.exists():
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # user-only from the first byte
             self.conn = apsw.Connection(str(path))
-            for sql in ("PRAGMA busy_timeout = 1000", "PRAGMA journal_mode = WAL",
+            # a cache: losing the last entries in a power cut costs one re-embed, so no fsync per insert
+            for sql in ("PRAGMA busy_timeout = 1000", "PRAGMA journal_mode = WAL", "PRAGMA synchronous = OFF",
                         "CREATE TABLE IF NOT EXISTS qcache (key TEXT PRIMARY KEY, vec BLOB NOT NULL)"):
                 self.conn.execute(sql).fetchall()
         self.hits = self.misses = 0
