@@ -152,6 +152,13 @@ def subagent_start(ctx: Context) -> dict[str, Any] | None:
     return _inject("SubagentStart", inject_text(ctx, "SubagentStart", task.description if task else ""))
 
 
+def _duration_ms(value: Any) -> int:
+    """The payload's duration as an int SQLite can store: 0 when absent, wrong, infinite or beyond a day."""
+    if not isinstance(value, (int, float)) or value != value or not 0 <= value <= 86_400_000:
+        return 0  # a huge int or float would overflow SQLite's 64-bit INTEGER and lose the capture
+    return int(value)
+
+
 def post_tool_use(ctx: Context) -> None:
     p = ctx.payload
     tool = str(p.get("tool_name") or "unknown")
@@ -170,7 +177,7 @@ def post_tool_use(ctx: Context) -> None:
         input_summary=summarize_input(tool, p.get("tool_input")),
         result_summary=summarize_result(tool, error if failed and response is None else response),
         ok=not failed, error=summarize_result(tool, error) if error else "",
-        duration_ms=int(duration) if isinstance(duration, (int, float)) else 0)
+        duration_ms=_duration_ms(duration))
     ctx.store.add_event(ctx.scope, event)
     return None
 

@@ -7,8 +7,9 @@ stderr and the error's exit code, never a traceback.
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,10 +20,17 @@ from ..errors import AlmaError
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+#: Bytes of argv that are not UTF-8 reach Python as lone surrogates (surrogateescape).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class AlmaGroup(click.Group):
     """A click group that turns library errors into one-line messages."""
+
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:
+        # a lone surrogate cannot be encoded as UTF-8 (SQLite, the tokenizer, stdout): use U+FFFD instead
+        args = [_SURROGATE.sub("\ufffd", a) for a in (sys.argv[1:] if args is None else args)]
+        return super().main(args, *rest, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

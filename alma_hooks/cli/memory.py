@@ -151,6 +151,8 @@ def export(output: Path | None, all_projects: bool, project_dir: Path | None) ->
       alma-hooks export > memories.jsonl
       alma-hooks export --output backup.jsonl --all
     """
+    if output is not None and not output.name:  # `-o ''` is Path('.'): no file name to write to
+        raise click.BadParameter("needs a file name", param_hint="'--output'")
     config, store = service.open_project(project_dir)
     with store:
         project = None if all_projects else config.project_id
