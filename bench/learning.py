@@ -696,9 +696,12 @@ def _print_human(r: dict[str, Any]) -> None:
     print(f"  success with memory    {r['with_memory']:.1%}")
     print(f"  success without memory {r['without_memory']:.1%}   ({r['delta_pp']:+.1f} pp; best strategy every time: "
           f"{r['ceiling']:.1%})")
+    def pct(x: float | None, digits: int = 1) -> str:
+        return "n/a" if x is None else f"{x:.{digits}%}"
+
     for agent, a in r["per_agent"].items():
-        print(f"  {agent:8s} with {a['with_memory']:.1%}  without {a['without_memory']:.1%}  "
-              f"({a['episodes']} episodes, best strategy chosen {a['best_strategy_share']:.0%})")
+        print(f"  {agent:8s} with {pct(a['with_memory'])}  without {pct(a['without_memory'])}  "
+              f"({a['episodes']} episodes, best strategy chosen {pct(a['best_strategy_share'], 0)})")
     print(f"  cross-agent bleed      {r['bleed']} (episodes {r['bleed_counts']['episodes']}, "
           f"DB rows {r['bleed_counts']['db_rows']})")
     t = r["tokens"]

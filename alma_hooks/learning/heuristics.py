@@ -179,23 +179,10 @@ class _Tally:
     first_failure: float = math.inf
     last_success: float = 0.0
     ids: list[str] = field(default_factory=list)
-    worked_on: list[str] = field(default_factory=list)  # task descriptions of its successes
 
     @property
     def trials(self) -> int:
         return self.successes + self.failures
-
-    def typical_task(self) -> str:
-        """The task it worked on that shares most words with the others (the latest of equals).
-
-        The heuristic's condition quotes it, so that retrieval finds the heuristic for
-        any wording of the task, not only for the one seen last.
-        """
-        tasks = self.worked_on[-20:]
-        if len(tasks) < 3:
-            return self.description
-        scores = [sum(jaccard(t, u) for u in tasks) for t in tasks]
-        return tasks[max(range(len(tasks)), key=lambda i: (scores[i], i))]
 
 
 def tally(cluster: Sequence[Outcome]) -> dict[str, _Tally]:
@@ -217,7 +204,6 @@ def _count(out: dict[str, _Tally], strategy: str, o: Outcome) -> None:
             t.successes += 1
             t.last_success = o.timestamp
             t.strategy, t.description = strategy, o.task_description
-            t.worked_on.append(o.task_description)
         else:
             t.failures += 1
             t.first_failure = min(t.first_failure, o.timestamp)
@@ -347,7 +333,7 @@ def _learn_heuristic(store: Store, config: Config, scope: Scope, domain: str, ta
         return
     key, t = best
     h = Heuristic(project_id=scope.project_id, agent=scope.agent, domain=domain,
-                  condition=_condition(domain, t.typical_task()), strategy=_clip(t.strategy, 300), strategy_key=key,
+                  condition=_condition(domain, t.description), strategy=_clip(t.strategy, 300), strategy_key=key,
                   occurrence_count=t.successes, successes=t.successes, trials=t.trials,
                   confidence=wilson_lower_bound(t.successes, t.trials), last_validated=now, source_ids=t.ids[-50:])
     store.add(scope, h, reason=f"{t.successes} similar successful outcomes")
@@ -359,7 +345,7 @@ def _update_heuristic(store: Store, scope: Scope, h: Heuristic, key: str, t: _Ta
     replaced = key != h.strategy_key
     changed = dataclasses.replace(
         h, strategy_key=key, strategy=_clip(t.strategy, 300) if replaced else h.strategy,
-        condition=_condition(h.domain, t.typical_task()),
+        condition=_condition(h.domain, t.description) if replaced else h.condition,
         occurrence_count=t.successes, successes=t.successes, trials=t.trials,
         confidence=wilson_lower_bound(t.successes, t.trials), last_validated=now,
         source_ids=list(dict.fromkeys([*(() if replaced else h.source_ids), *t.ids]))[-50:])
