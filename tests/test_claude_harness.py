@@ -210,7 +210,8 @@ def test_background_subagent_reports_back_through_a_task_notification(claude_bin
     [launched] = [e for e in events if event_label(e) == "PostToolUse(Agent)"]
     assert launched["tool_response"]["status"] == "async_launched"
     prompts = [e["prompt"] for e in events if e["hook_event_name"] == "UserPromptSubmit"]
-    assert prompts[0] == "delegate in background"
+    # the CLI was seen (once in CI) to append stray shell output after the -p prompt
+    assert prompts[0].startswith("delegate in background")
     assert len(prompts) == 2 and prompts[1].startswith("<task-notification>")
     assert "helena: all green" in prompts[1]
 
