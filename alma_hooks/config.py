@@ -44,6 +44,13 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+def settings_from(cls: Any, mapping: dict[str, Any] | None) -> Any:
+    """A settings dataclass from a config mapping: its known keys only, each coerced to its default's type."""
+    mapping = mapping or {}
+    fields = cls.__dataclass_fields__
+    return cls(**{k: type(fields[k].default)(v) for k, v in mapping.items() if k in fields})
+
+
 @dataclass(frozen=True)
 class AgentProfile:
     """What one agent may learn; an empty ``can_learn`` allows any domain not refused."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..config import settings_from
 from ..types import AntiPattern, Heuristic, Memory, Outcome
 
 DAY = 86400.0
@@ -24,8 +25,7 @@ class Weights:
 
     @classmethod
     def from_config(cls, d: dict[str, float] | None) -> Weights:
-        d = d or {}
-        return cls(**{k: float(d[k]) for k in ("similarity", "recency", "success", "confidence") if k in d})
+        return settings_from(cls, d)  # type: ignore[no-any-return]
 
 
 def recency(memory: Memory, now: float, half_life_days: float) -> float:

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import KEYVAULT_PREFIX, Config
+from ..config import KEYVAULT_PREFIX, Config, settings_from
 from ..errors import AlmaError, ConfigError, SecretInConfig, SyncUnavailable
 from ..storage.replica import MergeResult, OutboxEntry, Replica, feed_key
 from ..storage.sqlite import SQLiteStore
@@ -58,8 +58,7 @@ class SyncSettings:
 
     @classmethod
     def from_config(cls, config: Config) -> SyncSettings:
-        got = config.get("azure.sync", {}) or {}
-        return cls(**{k: type(getattr(cls, k))(v) for k, v in got.items() if k in cls.__dataclass_fields__})
+        return settings_from(cls, config.get("azure.sync"))  # type: ignore[no-any-return]
 
 
 @dataclass
