@@ -58,9 +58,18 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(f)  # type: ignore[return-value]
 
 
+def _existing_dir(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    # click's file_okay=False refuses regular files only: /dev/null or a socket would get through
+    if value is not None and not value.is_dir():
+        what = "does not exist" if not value.exists() else "is not a directory"
+        raise click.BadParameter(f"{value} {what} (fix: give the project's directory, or cd into it)")
+    return value
+
+
 def project_option(f: F) -> F:
     """The shared ``--project-dir`` option (default: the current directory)."""
     return click.option("--project-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        callback=_existing_dir,
                         help="Project directory (default: current directory).")(f)  # type: ignore[return-value]
 
 

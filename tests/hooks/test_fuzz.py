@@ -302,10 +302,10 @@ def test_cli_argument_fuzz_never_tracebacks(cli_env: Path, project: Path, tmp_pa
                                                                        HealthCheck.too_slow])
     @given(argv=argvs(project, tmp_path))
     def check(argv: list[str]) -> None:
-        if "--project-dir" in argv:  # never let install/uninstall reach a directory outside tmp_path
-            i = argv.index("--project-dir")
-            if i + 1 < len(argv) and not _inside(argv[i + 1], tmp_path):
-                argv = argv[:i + 1] + [str(project)] + argv[i + 2:]
+        argv = list(argv)
+        for i, arg in enumerate(argv[:-1]):  # never let install/uninstall reach a directory outside tmp_path
+            if arg == "--project-dir" and not _inside(argv[i + 1], tmp_path):
+                argv[i + 1] = str(project)
         result = runner.invoke(cli, argv, catch_exceptions=True)
         assert isinstance(result.exit_code, int)
         event(f"exit {result.exit_code}")  # --hypothesis-show-statistics: how many runs got past parsing
@@ -317,7 +317,8 @@ def test_cli_argument_fuzz_never_tracebacks(cli_env: Path, project: Path, tmp_pa
 
 
 @pytest.mark.parametrize("argv", [["remember", "bad \udcff"], ["search", "bad \udcff"], ["forget", "\udcff"],
-                                  ["export", "-o", ""]], ids=["remember", "search", "forget", "export-empty-output"])
+                                  ["export", "-o", ""], ["install", "--project-dir", "/dev/null"]],
+                         ids=["remember", "search", "forget", "export-empty-output", "project-dir-not-a-dir"])
 def test_argv_found_by_the_fuzz_gives_no_traceback(argv: list[str], cli_env: Path) -> None:
     """`alma-hooks remember $'\\xff'` raised UnicodeEncodeError (search: a tokenizer TypeError); `export -o ''` ValueError."""
     result = CliRunner().invoke(cli, argv, catch_exceptions=True)
