@@ -7,7 +7,9 @@
   the installed alma-hooks changes (version file's mtime), on ``stop``, or on
   SIGTERM; the socket and pid files are removed on the way out.
 - Between requests it embeds pending memories, so a capture becomes findable
-  by meaning without the hook ever computing an embedding.
+  by meaning without the hook ever computing an embedding, and reloads the
+  KNN codes it holds in memory (``SQLiteStore(cache_codes=True)``) that
+  changed on disk, so a search rarely pays for a reload.
 
 Run ``python -m alma_hooks.daemon serve`` (the hooks and ``alma-hooks engine start`` do).
 """
@@ -84,7 +86,7 @@ class Engine:
         key = str(path)
         self._drop_if_replaced(key)
         if key not in self.stores:
-            self.stores[key] = SQLiteStore(path, policy, actor="engine")
+            self.stores[key] = SQLiteStore(path, policy, actor="engine", cache_codes=True)
             self.inodes[key] = _inode(path)
         store = self.stores[key]
         store.policy = policy
@@ -129,7 +131,8 @@ class Engine:
         return {"error": f"unknown op {op!r}"}
 
     def background(self, batch: int = EMBED_BATCH) -> int:
-        """Embed pending memories of every open store; returns how many."""
+        """Embed pending memories of every open store and reload the KNN codes that changed; returns how
+        many memories it embedded (a reload is not counted: it must not keep an idle engine alive)."""
         done = 0
         for key, store in list(self.stores.items()):
             try:
@@ -140,6 +143,7 @@ class Engine:
                     vecs = self.embedder.embed([t for _, t in pending])
                     done += store.set_embeddings(self.embedder.model_id,
                                                  [(i, v) for (i, _), v in zip(pending, vecs)])
+                store.refresh_codes()  # here, between requests, rather than in the next search
             except StoreUnavailable as e:  # busy or read-only now: try again on the next round
                 log.info("background embedding skipped %s: %s", store.path, e)
         return done

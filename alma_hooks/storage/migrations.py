@@ -209,12 +209,78 @@ INSERT INTO memory_bits(rowid, project_id, agent, type, user_id, embedding, vect
 CREATE VIRTUAL TABLE memories_vocab USING fts5vocab(memories_fts, 'row');
 """
 
+# Vectors move out of virtual tables into ``memory_vectors``, a plain table keyed
+# by the memory's rid: the float32 vector (for the exact re-rank) and its sign
+# code (vec_quantize_binary). Measured at 100k memories, reading 60 re-rank
+# vectors cost ~33 ms through memory_bits' auxiliary column (a vtab lookup per
+# row) and 0.5 ms from a plain table. A covering index lets a long-lived process
+# load a partition's codes in one range scan (SQLiteStore.knn, CodeCache).
+# memory_bits stays the KNN index of record, now maintained by triggers;
+# memory_vec (floats in vec0, read only by rowid) is dropped, and so is every
+# vector left behind by a deleted memory. vector_generations counts the vector
+# writes of each partition, so a cache of codes knows when to reload.
+m006_vectors = f"""
+CREATE TABLE memory_vectors (
+    rid INTEGER PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    code BLOB NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX memory_vectors_codes ON memory_vectors(project_id, agent, type, user_id, rid, code);
+CREATE TABLE vector_generations (
+    project_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    gen INTEGER NOT NULL,
+    PRIMARY KEY (project_id, agent, type, user_id)
+) WITHOUT ROWID;
+
+INSERT INTO memory_vectors(rid, project_id, agent, type, user_id, code, embedding)
+    SELECT m.rid, m.project_id, m.agent, m.type, m.user_id, vec_quantize_binary(v.embedding), v.embedding
+    FROM memory_vec v JOIN memories m ON m.rid = v.rowid;
+DROP TABLE memory_vec;
+DROP TABLE memory_bits;
+CREATE VIRTUAL TABLE memory_bits USING vec0(
+    project_id TEXT PARTITION KEY,
+    agent TEXT PARTITION KEY,
+    type TEXT PARTITION KEY,
+    user_id TEXT PARTITION KEY,
+    embedding bit[{EMBEDDING_DIM}]
+);
+INSERT INTO memory_bits(rowid, project_id, agent, type, user_id, embedding)
+    SELECT rid, project_id, agent, type, user_id, vec_bit(code) FROM memory_vectors;
+INSERT INTO vector_generations(project_id, agent, type, user_id, gen)
+    SELECT DISTINCT project_id, agent, type, user_id, 1 FROM memory_vectors;
+
+CREATE TRIGGER memory_vectors_ai AFTER INSERT ON memory_vectors BEGIN
+    INSERT INTO memory_bits(rowid, project_id, agent, type, user_id, embedding)
+        VALUES (new.rid, new.project_id, new.agent, new.type, new.user_id, vec_bit(new.code));
+    INSERT INTO vector_generations(project_id, agent, type, user_id, gen)
+        VALUES (new.project_id, new.agent, new.type, new.user_id, 1)
+        ON CONFLICT DO UPDATE SET gen = gen + 1;
+END;
+CREATE TRIGGER memory_vectors_ad AFTER DELETE ON memory_vectors BEGIN
+    DELETE FROM memory_bits WHERE rowid = old.rid;
+    INSERT INTO vector_generations(project_id, agent, type, user_id, gen)
+        VALUES (old.project_id, old.agent, old.type, old.user_id, 1)
+        ON CONFLICT DO UPDATE SET gen = gen + 1;
+END;
+CREATE TRIGGER memories_vectors_ad AFTER DELETE ON memories BEGIN
+    DELETE FROM memory_vectors WHERE rid = old.rid;
+END;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_memories", m001_memories),
     ("m002_audit_user", m002_audit_user),
     ("m003_fts_context", m003_fts_context),
     ("m004_sync", m004_sync),
     ("m005_search_indexes", m005_search_indexes),
+    ("m006_vectors", m006_vectors),
 ]
 
 _names = [name for name, _ in MIGRATIONS]

@@ -206,8 +206,8 @@ class Replica:
             entry.tombstone = (int(row[0]), float(row[1]), str(row[2]))
             return entry
         cols = ", ".join("m." + c.strip() for c in _COLUMNS.split(","))
-        row = self.conn.execute(f"SELECT {cols}, v.embedding FROM memories m LEFT JOIN memory_vec v "
-                                "ON v.rowid = m.rid WHERE m.id = ?", (memory_id,)).fetchone()
+        row = self.conn.execute(f"SELECT {cols}, v.embedding FROM memories m LEFT JOIN memory_vectors v "
+                                "ON v.rid = m.rid WHERE m.id = ?", (memory_id,)).fetchone()
         if row is not None and row[3] == project_id:  # moved to another project: nothing to send here
             entry.memory = self.store._row_to_memory(row[:-1])
             if row[-1]:
@@ -309,8 +309,7 @@ class Replica:
         old = store._row_to_memory(self.conn.execute(f"SELECT {_COLUMNS} FROM memories WHERE rid = ?",
                                                      (rid,)).fetchone())
         store._audit(old, "delete", f"sync: deleted on replica {ch.origin}", json.dumps(old.to_dict()))
-        self.conn.execute("DELETE FROM memory_vec WHERE rowid = ?", (rid,))
-        self.conn.execute("DELETE FROM memories WHERE rid = ?", (rid,))
+        self.conn.execute("DELETE FROM memories WHERE rid = ?", (rid,))  # its vector goes by trigger
         store._bump(old.project_id, old.agent)
 
     def _replace_local(self, row: tuple[Any, ...] | None, memory: Memory, ch: RemoteChange,
@@ -319,8 +318,7 @@ class Replica:
         if row is not None:
             last = self.conn.execute("SELECT last_retrieved FROM memories WHERE rid = ?", (row[0],)).fetchone()[0]
             memory = dataclasses.replace(memory, last_retrieved=max(last, memory.last_retrieved))
-            self.conn.execute("DELETE FROM memory_vec WHERE rowid = ?", (row[0],))
-            self.conn.execute("DELETE FROM memories WHERE rid = ?", (row[0],))
+            self.conn.execute("DELETE FROM memories WHERE rid = ?", (row[0],))  # its vector goes by trigger
         vector = None
         db_model = store.embedding_model()
         if (ch.embedding and len(ch.embedding) == EMBEDDING_DIM * 4 and ch.embedding_model

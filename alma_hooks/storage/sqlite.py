@@ -104,10 +104,17 @@ class SQLiteStore(Store):
     """Memories of every project of one user in one SQLite file."""
 
     def __init__(self, path: Path | str, policy: ScopePolicy | None = None, *,
-                 busy_timeout_ms: int = 5000, actor: str = "") -> None:
+                 busy_timeout_ms: int = 5000, actor: str = "", cache_codes: bool = False) -> None:
+        """``cache_codes``: keep the KNN partitions' sign codes in memory (a long-lived process, see
+        :mod:`.codes`); a short-lived one searches ``memory_bits`` with sqlite-vec instead."""
         self.path = Path(path)
         self.policy = policy or ScopePolicy.permissive()
         self.actor = actor
+        self.codes: Any = None
+        if cache_codes:
+            from .codes import CodeCache
+
+            self.codes = CodeCache()
         self._tokenizer: Any = None  # FTS5's own tokenizer, for the stems of query words
         self.conn = self._connect(busy_timeout_ms)
 
@@ -213,6 +220,7 @@ class SQLiteStore(Store):
             self._insert_vector(rid, m, vector)
 
     def _insert_vector(self, rid: int, m: Memory | Sequence[Any], vector: bytes) -> None:
+        """Store a memory's vector; triggers index its sign code in ``memory_bits`` (migration m006)."""
         if len(vector) != EMBEDDING_DIM * 4:
             raise EmbeddingError(f"a vector of {len(vector) // 4} dimensions does not fit this DB ({EMBEDDING_DIM})",
                                  "run `alma-hooks reembed`")
@@ -221,15 +229,12 @@ class SQLiteStore(Store):
         else:
             key = tuple(m)
         self._delete_vector(rid)
-        self.conn.execute("INSERT INTO memory_vec(rowid, project_id, agent, type, user_id, embedding) "
-                          "VALUES (?,?,?,?,?,?)", (rid, *key, vector))
-        self.conn.execute("INSERT INTO memory_bits(rowid, project_id, agent, type, user_id, embedding, vector) "
+        self.conn.execute("INSERT INTO memory_vectors(rid, project_id, agent, type, user_id, code, embedding) "
                           "VALUES (?,?,?,?,?,vec_quantize_binary(?),?)", (rid, *key, vector, vector))
 
     def _delete_vector(self, rid: int) -> None:
-        """Drop a memory's vector from both indexes (exact ``memory_vec``, coarse ``memory_bits``)."""
-        self.conn.execute("DELETE FROM memory_vec WHERE rowid = ?", (rid,))
-        self.conn.execute("DELETE FROM memory_bits WHERE rowid = ?", (rid,))
+        """Drop a memory's vector (and, by trigger, its code in ``memory_bits``)."""
+        self.conn.execute("DELETE FROM memory_vectors WHERE rid = ?", (rid,))
 
     def _visible_row(self, scope: Scope, memory_id: str) -> tuple[Any, ...] | None:
         return self.conn.execute(f"SELECT {_COLUMNS} FROM memories m WHERE m.id = ? AND {_VISIBLE}",
@@ -281,7 +286,7 @@ class SQLiteStore(Store):
             if text_changed:
                 self._delete_vector(row[0])
             elif moved:
-                blob = self.conn.execute("SELECT embedding FROM memory_vec WHERE rowid = ?", (row[0],)).fetchone()
+                blob = self.conn.execute("SELECT embedding FROM memory_vectors WHERE rid = ?", (row[0],)).fetchone()
                 if blob:
                     self._insert_vector(row[0], memory, blob[0])
             self._audit(memory, "update", reason, json.dumps(old.to_dict()))
@@ -300,8 +305,7 @@ class SQLiteStore(Store):
             old = self._row_to_memory(row)
             self.check_write(scope, old)
             self._audit(old, "delete", reason, json.dumps(old.to_dict()))
-            self._delete_vector(row[0])
-            self.conn.execute("DELETE FROM memories WHERE rid = ?", (row[0],))
+            self.conn.execute("DELETE FROM memories WHERE rid = ?", (row[0],))  # its vector goes by trigger
             self._bump(old.project_id, old.agent)
             outbox.on_delete(self.conn, old, reason)  # a tombstone; enqueued unless it is forgetting
 
@@ -330,38 +334,67 @@ class SQLiteStore(Store):
 
     @_translate
     def knn(self, scope: Scope, vector: Vector, k: int, types: Sequence[str] | None = None) -> list[Hit]:
-        """Nearest visible memories: a Hamming pass over ``memory_bits`` per (type, partition), then the
-        exact cosine of its ``KNN_OVERSAMPLE * k`` candidates (at least ``KNN_MIN_CANDIDATES``).
+        """Nearest visible memories: a Hamming pass over the sign codes of each (type, partition), then
+        the exact cosine of its ``KNN_OVERSAMPLE * k`` candidates (at least ``KNN_MIN_CANDIDATES``).
 
-        A partition no larger than the candidate count is searched exactly; in larger
-        ones a true neighbour can be missed only if its sign bits disagree with the
-        query's more than the candidates' do (recall@10 1.0 on clustered 384-d sets).
+        The coarse pass is sqlite-vec's KNN on ``memory_bits``, or, with ``cache_codes``, numpy over
+        codes held in memory (:mod:`.codes`); both return the same candidates up to ties. A partition
+        no larger than the candidate count is searched exactly; in larger ones a true neighbour can be
+        missed only if its sign bits disagree with the query's more than the candidates' do (recall@10
+        1.0 on clustered 384-d sets).
         """
         blob = pack_vector(vector)
         if len(blob) != EMBEDDING_DIM * 4:
             raise EmbeddingError(f"a query vector of {len(blob) // 4} dimensions does not fit this DB "
                                  f"({EMBEDDING_DIM})", "run `alma-hooks reembed`")
         coarse = max(KNN_MIN_CANDIDATES, KNN_OVERSAMPLE * int(k))
-        best: dict[int, float] = {}
+        gens = self._vector_generations(scope) if self.codes is not None else {}
+        code = self.conn.execute("SELECT vec_quantize_binary(?)", (blob,)).fetchone()[0]
+        candidates: dict[str, list[int]] = {}
         for mtype in types or list(MEMORY_TYPES):
-            found: dict[int, float] = {}
+            rids: list[int] = []
             for p, a, u in self._partitions(scope, mtype):
-                rows = self.conn.execute(
-                    "SELECT rowid, vec_distance_cosine(vector, ?) FROM memory_bits "
-                    "WHERE embedding MATCH vec_quantize_binary(?) AND k = ? "
-                    "AND project_id = ? AND agent = ? AND type = ? AND user_id = ?",
-                    (blob, blob, coarse, p, a, mtype, u)).fetchall()
-                for rid, dist in rows:
-                    if dist is not None:  # a zero vector has no cosine distance
-                        found[rid] = min(dist, found.get(rid, 2.0))
-            for rid in sorted(found, key=found.__getitem__)[:int(k)]:
-                best[rid] = found[rid]
+                key = (p, a, mtype, u)
+                if self.codes is not None:
+                    if key in gens:
+                        rids += self.codes.nearest(self.conn, key, gens[key], code, coarse)
+                else:
+                    rids += [r for (r,) in self.conn.execute(
+                        "SELECT rowid FROM memory_bits WHERE embedding MATCH vec_bit(?) AND k = ? "
+                        "AND project_id = ? AND agent = ? AND type = ? AND user_id = ?", (code, coarse, *key))]
+            candidates[mtype] = rids
+        wanted = [r for rids in candidates.values() for r in rids]
+        if not wanted:
+            return []
+        # the exact cosine; a zero vector has none (NULL) and is left out
+        dist = {rid: d for rid, d in self.conn.execute(
+            f"SELECT rid, vec_distance_cosine(embedding, ?) FROM memory_vectors WHERE rid IN "
+            f"({','.join('?' * len(wanted))})", (blob, *wanted)) if d is not None}
+        best: dict[int, float] = {}
+        for rids in candidates.values():
+            for rid in sorted((r for r in rids if r in dist), key=dist.__getitem__)[:int(k)]:
+                best[rid] = dist[rid]
         if not best:
             return []
         rows = self._rows_by_rid(scope, list(best))
         hits = [Hit(self._row_to_memory(r), 1.0 - best[r[0]], 1.0 - best[r[0]]) for r in rows]
         hits.sort(key=lambda h: -h.similarity)
         return hits[:k] if not types or len(types) == 1 else hits
+
+    def _vector_generations(self, scope: Scope) -> dict[tuple[str, str, str, str], int]:
+        """Generation of every vector partition the scope may read (see :mod:`.codes`)."""
+        return {(p, a, t, u): g for p, a, t, u, g in self.conn.execute(
+            "SELECT project_id, agent, type, user_id, gen FROM vector_generations WHERE project_id IN (?, '*') "
+            "AND agent IN (?, '*') AND user_id IN ('', ?)", _scope_args(scope))}
+
+    @_translate
+    def refresh_codes(self) -> int:
+        """Reload the cached code partitions that changed on disk (the engine's idle work); returns how many."""
+        if self.codes is None or not self.codes.held():
+            return 0
+        gens = {(p, a, t, u): g for p, a, t, u, g in self.conn.execute(
+            "SELECT project_id, agent, type, user_id, gen FROM vector_generations")}
+        return self.codes.refresh(self.conn, gens)
 
     def _rows_by_rid(self, scope: Scope, rids: list[int]) -> list[tuple[Any, ...]]:
         # the scope predicate again: defence in depth behind the partition filter
@@ -473,8 +506,8 @@ class SQLiteStore(Store):
     def reset_embeddings(self) -> int:
         """Drop every vector (for ``reembed``); all memories become pending again."""
         with self._write():
-            self.conn.execute("DELETE FROM memory_vec")
-            self.conn.execute("DELETE FROM memory_bits")
+            self.conn.execute("DELETE FROM memory_bits")  # first: the per-row trigger then finds nothing to do
+            self.conn.execute("DELETE FROM memory_vectors")
             self.conn.execute("DELETE FROM meta WHERE key = 'embedding_model'")
             return self.conn.execute("UPDATE memories SET embedding_pending = 1 RETURNING 1").fetchall().__len__()
 
@@ -628,7 +661,7 @@ class SQLiteStore(Store):
     @_translate
     def export(self, project_id: str | None = None) -> Iterator[dict[str, Any]]:
         sql = (f"SELECT {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))}, v.embedding FROM memories m "
-               "LEFT JOIN memory_vec v ON v.rowid = m.rid")
+               "LEFT JOIN memory_vectors v ON v.rid = m.rid")
         args: tuple[Any, ...] = ()
         if project_id is not None:
             sql += " WHERE m.project_id = ?"
@@ -659,7 +692,6 @@ class SQLiteStore(Store):
                 if old is not None:
                     if old[1] >= m.version:
                         continue
-                    self._delete_vector(old[0])
                     self.conn.execute("DELETE FROM memories WHERE rid = ?", (old[0],))
                 usable = vec is not None and vec_model is not None and vec_model == (model or vec_model)
                 if usable and model is None:

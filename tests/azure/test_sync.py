@@ -73,7 +73,7 @@ def test_push_pull_round_trip_between_two_replicas(make_replica, team):
         assert comparable(got) == comparable(a.store.get(a.scope(), m.id))
         assert got.origin == a.replica.origin() != b.replica.origin()
     # the vector travelled with its item and is usable at once; the others wait for the local model
-    vec = b.store.conn.execute("SELECT v.embedding FROM memory_vec v JOIN memories m ON m.rid = v.rowid "
+    vec = b.store.conn.execute("SELECT v.embedding FROM memory_vectors v JOIN memories m ON m.rid = v.rid "
                                "WHERE m.id = ?", (added[0].id,)).fetchone()[0]
     assert bytes(vec) == pack_vector(unit_vector(1))
     assert {mid for mid, _ in b.store.pending_embeddings(100)} == {m.id for m in added[1:]}

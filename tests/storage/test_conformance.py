@@ -35,7 +35,8 @@ from alma_hooks.storage.sqlite import SQLiteStore
 from alma_hooks.types import (ANY, AntiPattern, DomainKnowledge, ExecutionEvent, Heuristic, Memory, Outcome,
                               Preference, Scope, Task)
 
-BACKENDS = ["sqlite", "files"]
+#: "sqlite-codes" is the SQLite store as the warm engine opens it: KNN's coarse pass over codes held in memory.
+BACKENDS = ["sqlite", "sqlite-codes", "files"]
 TYPES = ["heuristic", "anti_pattern", "preference", "knowledge", "outcome"]
 DIM = 384
 MODEL = "fake-minilm-384"
@@ -63,8 +64,8 @@ SECRET = "AKIA" + "IOSFODNN7EXAMPLE"  # AWS's documented example key, built so n
 
 
 def make_store(backend: str, root: Path, policy: ScopePolicy = POLICY, actor: str = "test") -> Store:
-    if backend == "sqlite":
-        return SQLiteStore(root / "memory.db", policy, actor=actor)
+    if backend.startswith("sqlite"):
+        return SQLiteStore(root / "memory.db", policy, actor=actor, cache_codes=backend == "sqlite-codes")
     return FileStore(root, policy, actor=actor)
 
 
