@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -370,6 +372,18 @@ def test_import_of_a_directory_or_binary_file(project, cli, tmp_path):
 def test_export_to_an_unwritable_place(project, cli, tmp_path):
     r = cli("export", "--output", str(tmp_path / "missing-dir" / "out.jsonl"))
     assert_one_line_error(r, "cannot write")
+
+
+def test_export_to_a_device_writes_through_it(project, cli):
+    """`export -o /dev/null` once renamed its temporary file over /dev/null: as root, the device became a file."""
+    remember_facts(cli, FACTS[:1])
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    r = cli("export", "--output", os.devnull)
+    assert r.exit_code == 0 and "Exported 1 memories" in r.stderr
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode) and not Path(os.devnull + ".tmp").exists()
+    if Path("/dev/full").exists():  # a device that refuses the write: a one-line error, the device intact
+        assert_one_line_error(cli("export", "--output", "/dev/full"), "cannot write /dev/full")
+        assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
 
 
 def test_corrupt_db_points_to_doctor_then_doctor_quarantines_it(project, cli, alma_home):

@@ -158,6 +158,14 @@ def export(output: Path | None, all_projects: bool, project_dir: Path | None) ->
         project = None if all_projects else config.project_id
         if output is None:
             n = service.export_jsonl(store, sys.stdout, project)
+        elif output.exists() and not output.is_file():
+            # a device or a pipe (/dev/null, a FIFO): write through it; renaming a temporary
+            # file over it would replace the device itself (as root, /dev/null became a file)
+            try:
+                with open(output, "w", encoding="utf-8") as f:
+                    n = service.export_jsonl(store, f, project)
+            except OSError as e:
+                raise AlmaError(f"cannot write {output}: {e.strerror}", "choose a writable path") from None
         else:
             tmp = output.with_name(output.name + ".tmp")
             try:
