@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,33 @@ def test_stats_text_json_and_all(project, cli, tmp_path, monkeypatch):
     everything = json.loads(cli("stats", "--json", "--all").stdout)
     assert everything["memories"] == 6 and everything["scope"] == "all projects"
     assert "by agent" in cli("stats", "--all").stdout
+
+
+def test_stats_shows_learning_curves_per_agent(project, cli):
+    from alma_hooks.types import Outcome
+
+    config, store = open_store()
+    now = time.time()
+    with store:
+        for agent, domain, results in (("main", "debugging", [False, True, True]),
+                                       ("helena", "form_testing", [False, False, True, True])):
+            scope = Scope(config.project_id, agent, config.user_id)
+            for i, ok in enumerate(results):
+                when = now - (len(results) - i) * 7 * 86400
+                store.add(scope, Outcome(project_id=config.project_id, agent=agent, domain=domain, success=ok,
+                                         task_description=f"task {i}", timestamp=when, created_at=when))
+    r = cli("stats")
+    assert r.exit_code == 0
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("Learning curves, one step per week") for line in lines)
+    assert any("helena  success" in line and "0% -> 100% (4 outcomes, 50% overall)" in line for line in lines)
+    assert any("main    success" in line for line in lines)
+    data = json.loads(cli("stats", "--json", "--every", "2").stdout)
+    by_agent = {c["agent"]: c for c in data["curves"]}
+    assert set(by_agent) == {"main", "helena"}
+    assert [b["success_rate"] for b in by_agent["helena"]["buckets"]] == [0.0, 1.0]
+    assert by_agent["helena"]["every"] == "2 outcomes" and by_agent["main"]["outcomes"] == 3
+    assert_one_line_error(cli("stats", "--every", "fortnight"), "invalid curve step")
 
 
 # ---------------------------------------------------------------- export / import
