@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import AlmaError
 from ..storage.base import Store
-from ..types import ANY, Scope
+from ..types import ANY, Memory, Scope
 
 DAY = 86400.0
 PERIODS = {"day": DAY, "week": 7 * DAY}
@@ -120,6 +120,24 @@ def heuristic_history(store: Store, scope: Scope) -> tuple[list[float], list[flo
             continue
         (learned if row["action"] == "create" else retired).append(float(row["at"]))
     return sorted(learned), sorted(retired)
+
+
+def confidence_history(store: Store, scope: Scope, memory: Memory) -> list[tuple[float, float]]:
+    """(time, confidence) of each version of a visible memory, oldest first.
+
+    Every update audit row keeps the memory as it was before the update, so its
+    snapshot's ``updated_at`` and ``confidence`` are one earlier point; the memory
+    as it is now is the last point.
+    """
+    points = []
+    for row in store.audit_log(scope, _ALL, memory_id=memory.id, actions=["update"], with_snapshot=True):
+        try:
+            snap = json.loads(row["snapshot"])
+            points.append((float(snap["updated_at"]), float(snap["confidence"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    points.append((memory.updated_at, memory.confidence))
+    return sorted(points)
 
 
 def _period_start(t: float, period: str) -> float:

@@ -130,3 +130,16 @@ def test_format_curves():
     assert curves.format_curves([]) == ["No learning history yet (an outcome is recorded when a task ends)."]
     no_outcomes = curves.build_curve("p", "a", [], [MONDAY], [], "week", now=MONDAY)
     assert "no outcomes" in curves.format_curves([no_outcomes])[1]
+
+
+def test_confidence_history_from_update_snapshots(setup):
+    config, store, scope = setup
+    h = store.add(scope, Heuristic(project_id=scope.project_id, domain="debugging", condition="c", strategy="s",
+                                   confidence=0.3, created_at=MONDAY, updated_at=MONDAY))
+    h = store.update(scope, dataclasses.replace(h, confidence=0.5), reason="reinforced")
+    h = store.update(scope, dataclasses.replace(h, confidence=0.7), reason="reinforced")
+    points = curves.confidence_history(store, scope, h)
+    assert [c for _, c in points] == [0.3, 0.5, 0.7]
+    assert points[0][0] == MONDAY and points[-1][0] == h.updated_at
+    fresh = store.add(scope, Heuristic(project_id=scope.project_id, domain="debugging", condition="n", strategy="t"))
+    assert curves.confidence_history(store, scope, fresh) == [(fresh.updated_at, fresh.confidence)]
