@@ -439,7 +439,7 @@ def test_bad_config_is_one_line(project, cli):
 # ---------------------------------------------------------------- help
 
 COMMANDS = [["remember"], ["search"], ["stats"], ["export"], ["import"], ["forget"], ["reembed"], ["doctor"],
-            ["engine"], ["engine", "status"], ["engine", "start"], ["engine", "stop"]]
+            ["engine"], ["engine", "status"], ["engine", "start"], ["engine", "stop"], ["ui"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])

@@ -193,3 +193,14 @@ def test_other_methods_are_not_allowed(server: ViewerServer, method: str) -> Non
 def test_a_busy_port_is_a_one_line_error(server: ViewerServer, world: Seeded) -> None:
     with pytest.raises(AlmaError, match=f"cannot listen on 127.0.0.1:{server.port}"):
         open_viewer(world.config, port=server.port)
+
+
+def test_the_hook_path_never_imports_the_viewer() -> None:
+    """The viewer is a face: the hook entry and the event handlers must not pull it (or http.server) in."""
+    import subprocess
+    import sys
+
+    code = ("import sys, alma_hooks.entry, alma_hooks.events, alma_hooks.daemon_client; "
+            "print(sorted(m for m in sys.modules if m.startswith('alma_hooks.viewer') or m == 'http.server'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -112,7 +112,7 @@
 
   function curveChart(curve) {
     const buckets = curve.buckets.slice(-26);
-    const w = 520, h = 150, pad = 28, bw = Math.max(4, (w - pad - 8) / Math.max(1, buckets.length));
+    const w = 520, h = 150, pad = 28, bw = Math.min(40, Math.max(4, (w - pad - 8) / Math.max(1, buckets.length)));
     const root = svg("svg", {viewBox: `0 0 ${w} ${h}`, width: w, height: h, class: "chart", role: "img"});
     root.append(svg("title", {}, `learning curve of ${curve.agent}`));
     const sy = (y) => h - 40 - y * (h - 56);
@@ -144,14 +144,17 @@
   }
 
   function barChart(values, opts) {
-    const w = opts.width || 520, h = opts.height || 90, pad = 6;
+    const w = opts.width || 520, h = opts.height || 90, pad = 6, left = 40;
     const max = Math.max(1, ...values.map((v) => v.value));
-    const bw = Math.max(3, (w - 2 * pad) / Math.max(1, values.length));
+    const bw = Math.min(40, Math.max(3, (w - left - pad) / Math.max(1, values.length)));
     const root = svg("svg", {viewBox: `0 0 ${w} ${h}`, width: w, height: h, class: "chart", role: "img"});
     root.append(svg("title", {}, opts.title || "chart"));
+    root.append(svg("text", {x: left - 4, y: pad + 8, class: "axis", "text-anchor": "end"}, `${max}`));
+    root.append(svg("text", {x: left - 4, y: h - pad, class: "axis", "text-anchor": "end"}, "0"));
+    root.append(svg("line", {x1: left, x2: w - pad, y1: h - pad, y2: h - pad, class: "grid"}));
     values.forEach((v, i) => {
       const bh = ((h - 2 * pad) * v.value) / max;
-      const bar = svg("rect", {x: pad + i * bw + 1, y: h - pad - bh, width: bw - 2, height: Math.max(1, bh),
+      const bar = svg("rect", {x: left + i * bw + 1, y: h - pad - bh, width: bw - 2, height: Math.max(1, bh),
                                class: "bar"});
       bar.append(svg("title", {}, v.label));
       root.append(bar);
@@ -336,7 +339,8 @@
     const chronological = data.items.slice().reverse();
     $("#injection-chart").replaceChildren(n ? barChart(chronological.map((r) => ({
       value: r.tokens, label: `${when(r.at)} ${r.event}: ${r.tokens} tokens, ${r.items.length} items`})),
-      {title: "tokens per injected slice, oldest first"}) : el("span"));
+      {title: "tokens per injected slice, oldest first"}) : el("span"),
+      n ? el("p", {class: "meta", text: "tokens per injected slice, oldest first"}) : el("span"));
     $("#injection-list").replaceChildren(...data.items.map((r) => el("li", {class: "injection"},
       el("div", {class: "row"}, el("strong", {text: r.event}),
          el("span", {class: "meta", text: ` ${when(r.at)} \u00b7 session ${short(r.session_id)} \u00b7 ${r.tokens} tokens`})),
@@ -380,6 +384,7 @@
   const LOADERS = {memories: loadMemories, injections: loadInjections, audit: loadAudit, learning: loadLearning};
 
   function showTab(tab) {
+    if (tab !== state.tab) status("");
     state.tab = tab;
     for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === tab);
     for (const name of Object.keys(LOADERS)) $(`#tab-${name}`).hidden = name !== tab;
