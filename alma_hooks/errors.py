@@ -67,6 +67,12 @@ class NotFound(AlmaError):
     exit_code = 6
 
 
+class BadRequest(AlmaError):
+    """A request to a face (the viewer's JSON API) that is malformed: a missing field, a wrong type, a bad value."""
+
+    exit_code = 2
+
+
 class SecretUnavailable(AlmaError):
     """A Key Vault reference could not be resolved (no credential, no access, no such secret, unreachable)."""
 

@@ -53,6 +53,20 @@ class Scope:
             raise ValueError("a scope needs a concrete agent")
 
 
+@dataclass(frozen=True)
+class ScopeSummary:
+    """One (project, agent) pair that holds data, as an admin listing names it.
+
+    ``agent`` may be :data:`ANY` (memories shared by every agent of the project) and
+    ``project_id`` may be :data:`ANY` (preferences for all of a user's projects).
+    ``memories`` counts the memories owned by exactly this pair.
+    """
+
+    project_id: str
+    agent: str
+    memories: int = 0
+
+
 @dataclass(kw_only=True)
 class Memory:
     """Fields every stored memory carries. Subclasses add their own and a ``text``."""

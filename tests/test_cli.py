@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -214,6 +217,33 @@ def test_stats_text_json_and_all(project, cli, tmp_path, monkeypatch):
     assert "by agent" in cli("stats", "--all").stdout
 
 
+def test_stats_shows_learning_curves_per_agent(project, cli):
+    from alma_hooks.types import Outcome
+
+    config, store = open_store()
+    now = time.time()
+    with store:
+        for agent, domain, results in (("main", "debugging", [False, True, True]),
+                                       ("helena", "form_testing", [False, False, True, True])):
+            scope = Scope(config.project_id, agent, config.user_id)
+            for i, ok in enumerate(results):
+                when = now - (len(results) - i) * 7 * 86400
+                store.add(scope, Outcome(project_id=config.project_id, agent=agent, domain=domain, success=ok,
+                                         task_description=f"task {i}", timestamp=when, created_at=when))
+    r = cli("stats")
+    assert r.exit_code == 0
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("Learning curves, one step per week") for line in lines)
+    assert any("helena  success" in line and "0% -> 100% (4 outcomes, 50% overall)" in line for line in lines)
+    assert any("main    success" in line for line in lines)
+    data = json.loads(cli("stats", "--json", "--every", "2").stdout)
+    by_agent = {c["agent"]: c for c in data["curves"]}
+    assert set(by_agent) == {"main", "helena"}
+    assert [b["success_rate"] for b in by_agent["helena"]["buckets"]] == [0.0, 1.0]
+    assert by_agent["helena"]["every"] == "2 outcomes" and by_agent["main"]["outcomes"] == 3
+    assert_one_line_error(cli("stats", "--every", "fortnight"), "invalid curve step")
+
+
 # ---------------------------------------------------------------- export / import
 
 def test_export_import_round_trip(project, cli, tmp_path, monkeypatch):
@@ -372,6 +402,18 @@ def test_export_to_an_unwritable_place(project, cli, tmp_path):
     assert_one_line_error(r, "cannot write")
 
 
+def test_export_to_a_device_writes_through_it(project, cli):
+    """`export -o /dev/null` once renamed its temporary file over /dev/null: as root, the device became a file."""
+    remember_facts(cli, FACTS[:1])
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    r = cli("export", "--output", os.devnull)
+    assert r.exit_code == 0 and "Exported 1 memories" in r.stderr
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode) and not Path(os.devnull + ".tmp").exists()
+    if Path("/dev/full").exists():  # a device that refuses the write: a one-line error, the device intact
+        assert_one_line_error(cli("export", "--output", "/dev/full"), "cannot write /dev/full")
+        assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
 def test_corrupt_db_points_to_doctor_then_doctor_quarantines_it(project, cli, alma_home):
     alma_home.mkdir(parents=True, exist_ok=True)
     db = alma_home / "memory.db"
@@ -397,7 +439,7 @@ def test_bad_config_is_one_line(project, cli):
 # ---------------------------------------------------------------- help
 
 COMMANDS = [["remember"], ["search"], ["stats"], ["export"], ["import"], ["forget"], ["reembed"], ["doctor"],
-            ["engine"], ["engine", "status"], ["engine", "start"], ["engine", "stop"]]
+            ["engine"], ["engine", "status"], ["engine", "start"], ["engine", "stop"], ["ui"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])

@@ -80,3 +80,4 @@ def agent_option(f: F) -> F:
 # Command modules register themselves on `main` when imported.
 from . import engine, learning, memory, setup  # noqa: E402,F401
 from . import sync  # noqa: E402,F401  (team sync: alma_hooks/cli/sync.py)
+from . import viewer  # noqa: E402,F401  (alma-hooks ui: alma_hooks/viewer/)

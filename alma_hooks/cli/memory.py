@@ -110,21 +110,32 @@ def search(query: str, agent: str, types: tuple[str, ...], k: int, project_dir: 
 @main.command()
 @agent_option
 @click.option("--all", "all_projects", is_flag=True, help="The whole database: every project and agent.")
+@click.option("--every", default="week", show_default=True, metavar="day|week|N",
+              help="One step of the learning curves: a day, a week, or N outcomes.")
+@click.option("--last", type=click.IntRange(1, 200), default=12, show_default=True,
+              help="Steps of each curve shown in the terminal (--json has them all).")
 @project_option
 @json_option
-def stats(agent: str, all_projects: bool, project_dir: Path | None, as_json: bool) -> None:
-    """Count memories by type in this project (or the whole database with --all).
+def stats(agent: str, all_projects: bool, every: str, last: int, project_dir: Path | None, as_json: bool) -> None:
+    """Count memories by type in this project (or the whole database with --all), and
+    show each agent's learning curve: success rate, heuristics learned and retired.
 
     \b
     Examples:
       alma-hooks stats
       alma-hooks stats --agent helena --json
-      alma-hooks stats --all
+      alma-hooks stats --every 10          # one curve step per 10 outcomes
+      alma-hooks stats --all --every day
     """
+    from ..learning import curves
+
+    step = curves.parse_every(every)
     config, store = service.open_project(project_dir)
     with store:
         data = store.stats(None if all_projects else service.scope_for(config, agent))
+        found = curves.project_curves(store, None if all_projects else config.project_id, config.user_id, step)
     data["scope"] = "all projects" if all_projects else f"{config.project_id} (agent {agent})"
+    data["curves"] = [c.to_dict() for c in found]
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -136,6 +147,8 @@ def stats(agent: str, all_projects: bool, project_dir: Path | None, as_json: boo
         click.echo("  by agent: " + ", ".join(f"{a} {n}" for a, n in sorted(data["by_agent"].items())))
     click.echo(f"events {data['events']}, pending embeddings {data['pending_embeddings']}, "
                f"db {data['db_path']} ({data['db_bytes'] / 1e6:.1f} MB, schema {data['schema_version']})")
+    for line in curves.format_curves(found, last):
+        click.echo(line)
 
 
 @main.command()
@@ -158,6 +171,14 @@ def export(output: Path | None, all_projects: bool, project_dir: Path | None) ->
         project = None if all_projects else config.project_id
         if output is None:
             n = service.export_jsonl(store, sys.stdout, project)
+        elif output.exists() and not output.is_file():
+            # a device or a pipe (/dev/null, a FIFO): write through it; renaming a temporary
+            # file over it would replace the device itself (as root, /dev/null became a file)
+            try:
+                with open(output, "w", encoding="utf-8") as f:
+                    n = service.export_jsonl(store, f, project)
+            except OSError as e:
+                raise AlmaError(f"cannot write {output}: {e.strerror}", "choose a writable path") from None
         else:
             tmp = output.with_name(output.name + ".tmp")
             try:

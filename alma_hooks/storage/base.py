@@ -21,7 +21,7 @@ from typing import Any
 from ..config import ScopePolicy
 from ..errors import ScopeViolation
 from ..redact import redact
-from ..types import ANY, MEMORY_TYPES, ExecutionEvent, Hit, Memory, Scope, Task
+from ..types import ANY, MEMORY_TYPES, ExecutionEvent, Hit, Memory, Scope, ScopeSummary, Task
 
 log = logging.getLogger("alma_hooks.storage")
 
@@ -105,6 +105,14 @@ class Store(ABC):
     def injected(self, scope: Scope, session_id: str) -> dict[str, int]:
         """memory id -> version already injected in this session."""
 
+    @abstractmethod
+    def injection_log(self, scope: Scope, limit: int = 50) -> list[dict[str, Any]]:
+        """The scope's recent injections, newest first.
+
+        Each row: ``session_id``, ``event``, ``items`` (a list of ``[memory id, version]``),
+        ``tokens``, ``at``; only the rows recorded by the scope's own project and agent.
+        """
+
     # ------------------------------------------------------------ admin
     @abstractmethod
     def generation(self, scope: Scope) -> int:
@@ -123,8 +131,24 @@ class Store(ABC):
         """Write an audit row about a visible memory without changing it (e.g. a learning conflict)."""
 
     @abstractmethod
-    def audit_log(self, scope: Scope, limit: int = 100) -> list[dict[str, Any]]:
-        """Recent audit rows of memories in the scope's project, newest first."""
+    def audit_log(self, scope: Scope, limit: int = 100, *, memory_id: str = "", types: Sequence[str] | None = None,
+                  actions: Sequence[str] | None = None, with_snapshot: bool = False) -> list[dict[str, Any]]:
+        """Recent audit rows of memories in the scope's project, newest first.
+
+        Rows carry ``at, actor, memory_id, type, project_id, agent, action, reason``,
+        and ``snapshot`` (the memory as it was before an update or delete, JSON, or
+        ``""``) when ``with_snapshot``. ``memory_id``, ``types`` and ``actions`` narrow
+        the rows before ``limit`` applies.
+        """
+
+    @abstractmethod
+    def scopes(self) -> list[ScopeSummary]:
+        """Every (project, agent) pair holding memories, events, tasks or injections, sorted (admin).
+
+        The one listing across scopes, for explicit admin faces (the viewer's project and
+        agent menus, ``stats`` curves per agent): it names pairs and counts their own
+        memories, and returns no memory content.
+        """
 
     @abstractmethod
     def export(self, project_id: str | None = None) -> Iterator[dict[str, Any]]:

@@ -41,7 +41,7 @@ from typing import Any
 from ..config import ScopePolicy, ensure_private_dir
 from ..errors import AlmaError, EmbeddingError, NotFound, StoreUnavailable
 from ..redact import redact
-from ..types import ANY, MEMORY_TYPES, ExecutionEvent, Hit, Memory, Scope, Task, memory_from_dict
+from ..types import ANY, MEMORY_TYPES, ExecutionEvent, Hit, Memory, Scope, ScopeSummary, Task, memory_from_dict
 from .base import Store, Vector, log, redact_memory
 
 FORMAT_VERSION = 1
@@ -554,6 +554,15 @@ class FileStore(Store):
                 seen.update({mid: ver for mid, ver in rec["items"]})
         return seen
 
+    def injection_log(self, scope: Scope, limit: int = 50) -> list[dict[str, Any]]:
+        with self._locked(exclusive=False):
+            self._refresh("injections")
+        mine = [(rec["at"], seq, rec) for seq, rec in enumerate(self._injections)
+                if (rec["project_id"], rec["agent"]) == (scope.project_id, scope.agent)]
+        mine.sort(key=lambda t: (t[0], t[1]), reverse=True)
+        return [{"session_id": r["session_id"], "event": r["event"], "items": [list(i) for i in r["items"]],
+                 "tokens": r["tokens"], "at": r["at"]} for _, _, r in mine[:max(0, int(limit))]]
+
     # ------------------------------------------------------------ admin
     def generation(self, scope: Scope) -> int:
         with self._locked(exclusive=False):
@@ -611,14 +620,28 @@ class FileStore(Store):
                                     "snapshot": ""}])
         return len(doomed)
 
-    def audit_log(self, scope: Scope, limit: int = 100) -> list[dict[str, Any]]:
+    def audit_log(self, scope: Scope, limit: int = 100, *, memory_id: str = "", types: Sequence[str] | None = None,
+                  actions: Sequence[str] | None = None, with_snapshot: bool = False) -> list[dict[str, Any]]:
         with self._locked(exclusive=False):
             self._refresh("audit")
         keys = ("at", "actor", "memory_id", "type", "project_id", "agent", "action", "reason")
+        if with_snapshot:
+            keys += ("snapshot",)
         rows = [r for r in reversed(self._audit_rows)
                 if r["project_id"] in (scope.project_id, ANY) and r["agent"] in (scope.agent, ANY)
-                and r.get("user_id", "") in ("", scope.user_id)]
-        return [{k: r[k] for k in keys} for r in rows[:max(0, int(limit))]]
+                and r.get("user_id", "") in ("", scope.user_id) and (not memory_id or r["memory_id"] == memory_id)
+                and (not types or r["type"] in types) and (not actions or r["action"] in actions)]
+        return [{k: r.get(k, "") for k in keys} for r in rows[:max(0, int(limit))]]
+
+    def scopes(self) -> list[ScopeSummary]:
+        with self._locked(exclusive=False):
+            self._refresh("memories", "events", "tasks", "injections")
+        counts: Counter[tuple[str, str]] = Counter(
+            (e.memory.project_id, e.memory.agent) for e in self._memories.values())
+        pairs = set(counts) | {(e.project_id, e.agent) for _, e in self._events} | {
+            (t.project_id, t.agent) for _, t in self._tasks.values()} | {
+            (r["project_id"], r["agent"]) for r in self._injections}
+        return [ScopeSummary(p, a, counts.get((p, a), 0)) for p, a in sorted(pairs)]
 
     def export(self, project_id: str | None = None) -> Iterator[dict[str, Any]]:
         with self._locked(exclusive=False):

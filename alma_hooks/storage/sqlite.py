@@ -27,7 +27,7 @@ import apsw
 from ..config import ScopePolicy, ensure_private_dir
 from ..errors import AlmaError, EmbeddingError, NotFound, SchemaTooNew, StoreCorrupt, StoreUnavailable
 from ..redact import redact
-from ..types import ANY, MEMORY_TYPES, ExecutionEvent, Hit, Memory, Scope, Task
+from ..types import ANY, MEMORY_TYPES, ExecutionEvent, Hit, Memory, Scope, ScopeSummary, Task
 from . import outbox
 from .base import Store, Vector, log, redact_memory
 from .migrations import EMBEDDING_DIM, MIGRATIONS
@@ -597,6 +597,14 @@ class SQLiteStore(Store):
             seen.update({mid: ver for mid, ver in json.loads(items)})
         return seen
 
+    @_translate
+    def injection_log(self, scope: Scope, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT session_id, event, items, tokens, at FROM injections WHERE project_id = ? AND agent = ? "
+            "ORDER BY at DESC, rid DESC LIMIT ?", (scope.project_id, scope.agent, int(limit))).fetchall()
+        return [{"session_id": r[0], "event": r[1], "items": json.loads(r[2]), "tokens": r[3], "at": r[4]}
+                for r in rows]
+
     # ------------------------------------------------------------ admin
     @_translate
     def generation(self, scope: Scope) -> int:
@@ -650,13 +658,33 @@ class SQLiteStore(Store):
             self._audit(memory, action, redact(reason))
 
     @_translate
-    def audit_log(self, scope: Scope, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self.conn.execute(
-            "SELECT at, actor, memory_id, type, project_id, agent, action, reason FROM audit "
-            "WHERE project_id IN (?, '*') AND agent IN (?, '*') AND user_id IN ('', ?) ORDER BY rid DESC LIMIT ?",
-            (scope.project_id, scope.agent, scope.user_id, int(limit))).fetchall()
+    def audit_log(self, scope: Scope, limit: int = 100, *, memory_id: str = "", types: Sequence[str] | None = None,
+                  actions: Sequence[str] | None = None, with_snapshot: bool = False) -> list[dict[str, Any]]:
         keys = ("at", "actor", "memory_id", "type", "project_id", "agent", "action", "reason")
+        if with_snapshot:
+            keys += ("snapshot",)
+        sql = (f"SELECT {', '.join(keys)} FROM audit "
+               "WHERE project_id IN (?, '*') AND agent IN (?, '*') AND user_id IN ('', ?)")
+        args: list[Any] = [scope.project_id, scope.agent, scope.user_id]
+        if memory_id:
+            sql += " AND memory_id = ?"
+            args.append(memory_id)
+        for column, values in (("type", types), ("action", actions)):
+            if values:
+                sql += f" AND {column} IN ({','.join('?' * len(values))})"
+                args.extend(values)
+        rows = self.conn.execute(sql + " ORDER BY rid DESC LIMIT ?", (*args, int(limit))).fetchall()
         return [dict(zip(keys, r)) for r in rows]
+
+    @_translate
+    def scopes(self) -> list[ScopeSummary]:
+        counts: dict[tuple[str, str], int] = {}
+        for table in ("memories", "events", "tasks", "injections"):
+            count = "count(*)" if table == "memories" else "0"
+            for p, a, n in self.conn.execute(f"SELECT project_id, agent, {count} FROM {table} "
+                                             "GROUP BY project_id, agent"):
+                counts[(p, a)] = counts.get((p, a), 0) + n
+        return [ScopeSummary(p, a, n) for (p, a), n in sorted(counts.items())]
 
     @_translate
     def export(self, project_id: str | None = None) -> Iterator[dict[str, Any]]:

@@ -225,7 +225,7 @@ def test_nasty_inputs_through_the_real_hook(case: str, run_hook, project: Path, 
 COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("remember",): ["--type", "--agent", "--domain", "--project-dir", "--json"],
     ("search",): ["--agent", "--type", "--k", "--project-dir", "--json"],
-    ("stats",): ["--agent", "--all", "--project-dir", "--json"],
+    ("stats",): ["--agent", "--all", "--every", "--last", "--project-dir", "--json"],
     ("export",): ["-o", "--output", "--all", "--project-dir"],
     ("import",): ["--project-dir"],
     ("forget",): ["--reason", "--dry-run", "--agent", "--project-dir"],

@@ -33,7 +33,7 @@ from alma_hooks.storage.base import Store
 from alma_hooks.storage.files import FileStore
 from alma_hooks.storage.sqlite import SQLiteStore
 from alma_hooks.types import (ANY, AntiPattern, DomainKnowledge, ExecutionEvent, Heuristic, Memory, Outcome,
-                              Preference, Scope, Task)
+                              Preference, Scope, ScopeSummary, Task)
 
 #: "sqlite-codes" is the SQLite store as the warm engine opens it: KNN's coarse pass over codes held in memory.
 BACKENDS = ["sqlite", "sqlite-codes", "files"]
@@ -490,6 +490,57 @@ def test_injections_latest_version_per_id(store: Store) -> None:
     assert store.injected(scope, "s3") == {}
 
 
+def test_injection_log_newest_first_of_the_scope_only(store: Store) -> None:
+    scope = S()
+    store.record_injection(scope, "s1", "SessionStart", [("m1", 1), ("m2", 1)], 50, T0)
+    store.record_injection(scope, "s2", "UserPromptSubmit", [("m3", 4)], 30, T0 + 5)
+    store.record_injection(scope, "s1", "UserPromptSubmit", [("m1", 2)], 20, T0 + 1)
+    store.record_injection(S(agent="helena"), "s1", "SubagentStart", [("h1", 1)], 10, T0 + 9)
+    store.record_injection(S(B), "s1", "SessionStart", [("b1", 1)], 10, T0 + 9)
+    log = store.injection_log(scope)
+    assert [(r["session_id"], r["event"], r["tokens"], r["at"]) for r in log] == [
+        ("s2", "UserPromptSubmit", 30, T0 + 5), ("s1", "UserPromptSubmit", 20, T0 + 1),
+        ("s1", "SessionStart", 50, T0)]
+    assert log[2]["items"] == [["m1", 1], ["m2", 1]]
+    assert [r["at"] for r in store.injection_log(scope, limit=1)] == [T0 + 5]
+    assert [r["items"] for r in store.injection_log(S(agent="helena"))] == [[["h1", 1]]]
+    assert store.injection_log(S(agent="victor")) == []
+
+
+def test_audit_log_filters_and_snapshots(store: Store) -> None:
+    scope = S()
+    h = store.add(scope, new("heuristic", "filtered", confidence=0.4))
+    h2 = store.update(scope, dataclasses.replace(h, confidence=0.6), reason="reinforced")
+    store.update(scope, dataclasses.replace(h2, confidence=0.8), reason="reinforced")
+    k = store.add(scope, new("knowledge", "another"))
+    store.delete(scope, k.id, reason="outdated")
+    rows = store.audit_log(scope, memory_id=h.id, with_snapshot=True)
+    assert [r["action"] for r in rows] == ["update", "update", "create"]
+    assert [json.loads(r["snapshot"])["confidence"] for r in rows[:2]] == [0.6, 0.4]  # the state before each update
+    assert rows[2]["snapshot"] == ""
+    assert "snapshot" not in store.audit_log(scope)[0]
+    assert [r["memory_id"] for r in store.audit_log(scope, types=["knowledge"])] == [k.id, k.id]
+    deleted = store.audit_log(scope, actions=["delete"], with_snapshot=True)
+    assert [r["memory_id"] for r in deleted] == [k.id] and json.loads(deleted[0]["snapshot"])["fact"] == "another"
+    assert [r["action"] for r in store.audit_log(scope, types=["heuristic"], actions=["create", "delete"])] == [
+        "create"]
+    assert len(store.audit_log(scope, limit=2, memory_id=h.id)) == 2
+    assert store.audit_log(S(agent="helena"), memory_id=h.id) == []
+
+
+def test_scopes_lists_every_pair_that_holds_data(store: Store) -> None:
+    assert store.scopes() == []
+    store.add(S(), new("heuristic", "one"))
+    store.add(S(), new("heuristic", "two"))
+    store.add(S(), new("knowledge", "shared"))
+    store.add(S(), new("preference", "everywhere", project=ANY, user="u1"))
+    store.add_event(S(agent="helena"), ExecutionEvent(project_id=A, agent="helena", tool="Bash"))
+    store.open_task(S(B, "victor"), Task(project_id=B, agent="victor", session_id="s", description="t"))
+    store.record_injection(S(B, "zed"), "s", "SessionStart", [("x", 1)], 5, T0)
+    assert store.scopes() == [ScopeSummary(ANY, ANY, 1), ScopeSummary(B, "victor", 0), ScopeSummary(B, "zed", 0),
+                              ScopeSummary(A, ANY, 1), ScopeSummary(A, "helena", 0), ScopeSummary(A, "main", 2)]
+
+
 def test_stats(store: Store) -> None:
     scope = S()
     h1 = store.add(scope, new("heuristic", "one"))
@@ -701,8 +752,24 @@ def test_reads_return_only_the_callers_scope(shared_world: World, scope: Scope) 
     injected = store.injected(scope, "s1")
     assert set(injected) == {mid for mid, o in world.owners.items() if o[:2] == own_pair}
 
-    for row in store.audit_log(scope, limit=1000):
+    for row in store.audit_log(scope, limit=1000, with_snapshot=True):
         assert row["project_id"] in (scope.project_id, ANY) and row["agent"] in (scope.agent, ANY)
+    for mid in world.memories:  # a memory's history is readable only where the memory is
+        rows = store.audit_log(scope, memory_id=mid, with_snapshot=True)
+        assert bool(rows) == (mid in expected), mid
+
+    log = store.injection_log(scope, limit=1000)
+    assert len(log) == (1 if scope.agent != "zed" else 0)
+    assert {mid for r in log for mid, _ in r["items"]} == set(injected)
+
+
+def test_scopes_name_every_pair_of_the_world(shared_world: World) -> None:
+    world = shared_world
+    owned: dict[tuple[str, str], int] = {}
+    for p, a, _ in world.owners.values():
+        owned[(p, a)] = owned.get((p, a), 0) + 1
+    pairs = set(owned) | set(world.tasks)
+    assert world.store.scopes() == [ScopeSummary(p, a, owned.get((p, a), 0)) for p, a in sorted(pairs)]
 
 
 @pytest.mark.parametrize("scope", READ_SCOPES, ids=SCOPE_IDS)
