@@ -8,7 +8,7 @@
   SIGTERM; the socket and pid files are removed on the way out.
 - Between requests it embeds pending memories, so a capture becomes findable
   by meaning without the hook ever computing an embedding, and reloads the
-  KNN codes it holds in memory (``SQLiteStore(cache_codes=True)``) that
+  KNN codes it holds in memory (``SQLiteStore(warm=True)``) that
   changed on disk, so a search rarely pays for a reload.
 
 Run ``python -m alma_hooks.daemon serve`` (the hooks and ``alma-hooks engine start`` do).
@@ -28,7 +28,7 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, events
+from . import __version__, entry, events
 from .config import data_dir, ensure_private_dir, load_config
 from .daemon_client import request, run_dir, socket_path
 from .errors import StoreUnavailable
@@ -37,9 +37,9 @@ from .storage.sqlite import SQLiteStore
 log = logging.getLogger("alma_hooks.daemon")
 #: Its mtime changing means alma-hooks was upgraded: the engine exits. ALMA_ENGINE_VERSION_FILE lets tests use a copy.
 VERSION_FILE = Path(os.environ.get("ALMA_ENGINE_VERSION_FILE") or Path(__file__).resolve().parent / "__init__.py")
-#: Environment a hook forwards with a slice request: what decides its config, project and user.
-FORWARDED_ENV = ("HOME", "USER", "LOGNAME")
 EMBED_BATCH = 32
+#: A request larger than this is cut (a hook's stdin is at most entry.MAX_STDIN).
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
 SMALL_BATCH = 8
 ACCEPT_TIMEOUT_S = 0.25
 BUSY_WORK_EVERY_S = 0.5
@@ -86,7 +86,7 @@ class Engine:
         key = str(path)
         self._drop_if_replaced(key)
         if key not in self.stores:
-            self.stores[key] = SQLiteStore(path, policy, actor="engine", cache_codes=True)
+            self.stores[key] = SQLiteStore(path, policy, actor="engine", warm=True)
             self.inodes[key] = _inode(path)
         store = self.stores[key]
         store.policy = policy
@@ -116,19 +116,32 @@ class Engine:
         if op == "slice":
             payload = msg.get("payload") or {}
             ctx = events.make_context(payload, store_factory=self.store, embed=self.embed,
-                                      env=_hook_env(msg, self.home))
+                                      env=_hook_env(msg.get("env"), self.home))
             if ctx is None:
                 return {"text": ""}
             return {"text": events.inject_text(ctx, str(msg.get("event")), str(msg.get("query") or ""))}
-        if op == "hook":
-            # a whole hook event, handled here so the hook process imports almost nothing
-            payload = msg.get("payload") or {}
-            ctx = events.make_context(payload, store_factory=self.store, embed=self.embed,
-                                      env=_hook_env(msg, self.home))
-            return {"output": events.handle(ctx) if ctx is not None else None}
         if op == "stop":
             return {"ok": True, "stopping": True}
         return {"error": f"unknown op {op!r}"}
+
+    def handle_hook(self, request: bytes) -> bytes:
+        """A whole hook event, sent raw so the hook process imports almost nothing (entry._via_engine).
+
+        Returns ``1`` and the bytes the hook prints, or ``0``: not handled (stdin is
+        not an event object), the hook then runs it itself and fails open there.
+        """
+        self.requests += 1
+        env_block, _, raw = request[len(entry.HOOK_REQUEST):].partition(b"\0\0")
+        sent = dict(os.fsdecode(item).partition("=")[::2] for item in env_block.split(b"\0") if b"=" in item)
+        try:
+            payload = entry.parse_payload(raw)
+        except ValueError:
+            return b"0"
+        env = _hook_env(sent, self.home)
+        if sent.get("CLAUDE_PLUGIN_ROOT") and entry.settings_hooks_present(payload, env):
+            return b"1"  # `alma-hooks install` registered the hooks in settings too: let those run
+        ctx = events.make_context(payload, store_factory=self.store, embed=self.embed, env=env)
+        return b"1" + (entry.encode_output(events.handle(ctx)) if ctx is not None else b"")
 
     def background(self, batch: int = EMBED_BATCH) -> int:
         """Embed pending memories of every open store and reload the KNN codes that changed; returns how
@@ -161,18 +174,17 @@ def _inode(path: Path) -> int | None:
         return None
 
 
-def _hook_env(msg: dict[str, Any], home: Path) -> dict[str, str]:
+def _hook_env(sent: Any, home: Path) -> dict[str, str]:
     """The environment to resolve a request's config in: the hook's ALMA_* and identity variables when sent.
 
     Config, project and user are resolved from the environment: the engine must
     resolve them as the requesting hook does, not as whoever started the engine
     did. The data dir is always the engine's own.
     """
-    sent = msg.get("env")
     if isinstance(sent, dict):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMA_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ALMA_", "CLAUDE_"))}
         env.update({k: v for k, v in sent.items() if isinstance(k, str) and isinstance(v, str)
-                    and (k.startswith("ALMA_") or k in FORWARDED_ENV)})
+                    and (k.startswith("ALMA_") or k in entry.FORWARDED_ENV)})
     else:
         env = dict(os.environ)
     env["ALMA_HOME"] = str(home)
@@ -275,21 +287,35 @@ def _loop(engine: Engine, server: socket.socket, idle_timeout_s: float) -> None:
 
 
 def _serve_one(engine: Engine, conn: socket.socket) -> dict[str, Any]:
+    """Answer one connection: a JSON request line (CLI, hooks' slice and embed calls) or a raw hook
+    event (``entry.HOOK_REQUEST``, read to the end of the stream). Returns the JSON reply ({} for a hook)."""
     conn.settimeout(5.0)
+    chunks: list[bytes] = []
+    reply: dict[str, Any] = {}
     try:
-        buf = b""
-        while not buf.endswith(b"\n") and len(buf) < 64 * 1024 * 1024:
+        size = 0
+        while size < MAX_REQUEST_BYTES:
             chunk = conn.recv(65536)
             if not chunk:
                 break
-            buf += chunk
-        msg = json.loads(buf or b"{}")
-        reply = engine.handle(msg if isinstance(msg, dict) else {})
+            chunks.append(chunk)
+            size += len(chunk)
+            if chunks[0][:1] == b"{" and chunk.endswith(b"\n"):
+                break
+        buf = b"".join(chunks)
+        if buf.startswith(entry.HOOK_REQUEST):
+            out = engine.handle_hook(buf)
+        else:
+            msg = json.loads(buf or b"{}")
+            reply = engine.handle(msg if isinstance(msg, dict) else {})
+            out = json.dumps(reply).encode() + b"\n"
     except Exception as e:  # noqa: BLE001 - one bad request must not end the engine
         log.warning("engine request failed: %s: %s", type(e).__name__, e, exc_info=True)
-        reply = {"error": type(e).__name__}
+        raw = b"".join(chunks[:1]).startswith(entry.HOOK_REQUEST)
+        reply = {} if raw else {"error": type(e).__name__}
+        out = b"0" if raw else json.dumps(reply).encode() + b"\n"
     try:
-        conn.sendall(json.dumps(reply).encode() + b"\n")
+        conn.sendall(out)
     except OSError:
         pass
     return reply

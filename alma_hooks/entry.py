@@ -12,15 +12,12 @@ Python start-up plus imports are most of a hook's latency.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import signal
 import sys
-import time
 
-# Only what the fast path needs is imported here (logging, pathlib and typing cost more than
-# the warm engine's whole answer); annotations are strings (`from __future__ import annotations`).
+# The fast path (a running engine handles the whole event) imports nothing more than os, sys and
+# _socket: json pulls in re and enum, socket and signal pull in enum, and those cost more than
+# the engine's whole answer. Annotations are strings (`from __future__ import annotations`).
 
 MAX_STDIN = 32 * 1024 * 1024
 #: Our own deadline per event, a little under the timeout in hooks/hooks.json.
@@ -33,12 +30,14 @@ ENGINE_TIMEOUT_S = 0.3
 ENGINE_HOOK_TIMEOUTS = {"UserPromptSubmit": 0.5, "SessionStart": 0.5, "SubagentStart": 0.5, "Stop": 4.0,
                         "SubagentStop": 4.0, "SessionEnd": 4.0}
 ENGINE_HOOK_TIMEOUT_S = 1.0
+#: Starts a request that hands the engine a hook's raw stdin (see :func:`_via_engine`).
+HOOK_REQUEST = b"alma-hook/1\0"
+#: Environment a hook forwards to the engine: what decides its config, project and user, and
+#: whether it runs as a plugin beside hooks registered in settings.
+FORWARDED_ENV = ("HOME", "USER", "LOGNAME", "CLAUDE_PLUGIN_ROOT", "CLAUDE_PROJECT_DIR")
 EMBED_TIMEOUT_S = 3.0
 HOOK_BUSY_TIMEOUT_MS = 1500
 LOG_BYTES = 1_000_000
-#: A JSON escape of a UTF-16 surrogate: valid JSON, but a lone one cannot be encoded as UTF-8.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Deadline(Exception):
@@ -126,7 +125,7 @@ def _remote(home: Path):  # type: ignore[no-untyped-def]
 
 def _identity_env() -> dict[str, str]:
     """What the engine needs to resolve config, project and user as this hook does."""
-    return {k: v for k, v in os.environ.items() if k.startswith("ALMA_") or k in ("HOME", "USER", "LOGNAME")}
+    return {k: v for k, v in os.environ.items() if k.startswith("ALMA_") or k in FORWARDED_ENV}
 
 
 def _remote_embed(home: Path):  # type: ignore[no-untyped-def]
@@ -166,11 +165,15 @@ def run(payload: dict[str, Any], home: Path) -> dict[str, Any] | None:
         ctx.store.close()
 
 
-def _settings_hooks_present(payload: dict[str, Any]) -> bool:
-    """True when project or user settings already run alma-hooks (see alma_hooks.install)."""
+def settings_hooks_present(payload: dict[str, Any], env: Mapping[str, str]) -> bool:
+    """True when project or user settings already run alma-hooks (see alma_hooks.install).
+
+    A plugin hook then does nothing: the settings' hooks handle the event.
+    """
     cwd = payload.get("cwd")
-    candidates = [os.path.join(os.path.expanduser("~"), ".claude", "settings.json")]
-    for d in (os.environ.get("CLAUDE_PROJECT_DIR"), cwd):
+    home = env.get("HOME") or os.path.expanduser("~")
+    candidates = [os.path.join(home, ".claude", "settings.json")]
+    for d in (env.get("CLAUDE_PROJECT_DIR"), cwd):
         if isinstance(d, str) and d:
             candidates.append(os.path.join(d, ".claude", "settings.json"))
     for path in candidates:
@@ -206,60 +209,119 @@ def _quarantine_if_corrupt(payload: dict[str, Any]) -> None:
     quarantine_if_corrupt(load_config(cwd if isinstance(cwd, str) and cwd else None).db_path)
 
 
-def _via_engine(payload: dict[str, Any], home: Path) -> tuple[bool, dict[str, Any] | None]:
-    """Let a running engine handle the whole event: (handled, output).
+def parse_payload(raw: bytes) -> dict[str, Any]:
+    """A hook's stdin as the event object; ValueError when it is not one."""
+    import json
 
-    The fast path: no store, model or learning code is imported here. Handlers
-    are idempotent (ids derive from the session, tool call and task), so when
-    the engine is too slow and this process does the work itself, nothing is
-    stored twice.
+    if len(raw) > MAX_STDIN:
+        raise ValueError(f"hook input over {MAX_STDIN} bytes")
+    decoded = json.loads(raw.decode("utf-8", errors="replace"))
+    if not isinstance(decoded, dict):
+        raise ValueError(f"hook input is {type(decoded).__name__}, not an object")
+    import re
+
+    # a JSON escape of a UTF-16 surrogate is valid JSON, but a lone one cannot be encoded as UTF-8
+    if re.search(rb"\\u[dD][89a-fA-F]", raw):
+        decoded = _without_surrogates(decoded)
+    return decoded
+
+
+def encode_output(out: dict[str, Any] | None) -> bytes:
+    """What a hook prints for ``out``: UTF-8 JSON whatever the locale (Claude Code reads UTF-8)."""
+    if not out:
+        return b""
+    import json
+
+    return json.dumps(out, ensure_ascii=False).encode("utf-8", "replace")
+
+
+def _event_name(raw: bytes) -> str:
+    """The event's name read off the raw JSON without a parser ('' when not plainly there)."""
+    at = raw.find(b'"hook_event_name"')
+    if at < 0:
+        return ""
+    start = raw.find(b'"', raw.find(b":", at) + 1) + 1
+    end = raw.find(b'"', start)
+    return raw[start:end].decode("ascii", "replace") if 0 < start <= end <= start + 40 else ""
+
+
+def _via_engine(raw: bytes, home: str) -> bytes | None:
+    """Let a running engine handle the whole event: what to print, or None (handle it here).
+
+    The fast path: stdin goes to the engine unparsed, with the environment that
+    decides config and identity, and the engine answers with the bytes to print;
+    no json, store, model or learning code is imported here. Handlers are
+    idempotent (ids derive from the session, tool call and task), so when the
+    engine is too slow and this process does the work itself, nothing is stored
+    twice. Request: ``HOOK_REQUEST``, ``NAME=value`` pairs each ended by NUL, a
+    NUL, the raw stdin, end of stream. Answer: ``1`` and the output (handled) or
+    ``0`` (not handled).
     """
-    from . import daemon_client
+    import _socket
+    import time
 
-    event = str(payload.get("hook_event_name") or "")
-    reply = daemon_client.request(home, {"op": "hook", "payload": payload, "env": _identity_env()},
-                                  ENGINE_HOOK_TIMEOUTS.get(event, ENGINE_HOOK_TIMEOUT_S))
-    if reply is None or "output" not in reply:
-        return False, None
-    out = reply["output"]
-    return True, out if isinstance(out, dict) else None
+    path = os.path.join(home, "run", "engine.sock")
+    if not os.path.exists(path):
+        return None
+    timeout = ENGINE_HOOK_TIMEOUTS.get(_event_name(raw), ENGINE_HOOK_TIMEOUT_S)
+    env = b"".join(k + b"=" + v + b"\0" for k, v in os.environb.items()
+                   if k.startswith(b"ALMA_") or k.decode("ascii", "replace") in FORWARDED_ENV)
+    deadline = time.monotonic() + timeout
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(HOOK_REQUEST + env + b"\0" + raw)
+        sock.shutdown(_socket.SHUT_WR)
+        chunks = []
+        while True:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    reply = b"".join(chunks)
+    return reply[1:] if reply[:1] == b"1" else None
 
 
 def main() -> int:
     """Entry point of every hook. Returns 0 whatever happens."""
     home = os.environ.get("ALMA_HOME") or os.path.join(os.path.expanduser("~"), ".alma")  # as config.data_dir
     payload: dict[str, Any] = {}
-    out: dict[str, Any] | None = None
+    out = b""
+    alarm: Any = None
     try:
         raw = sys.stdin.buffer.read(MAX_STDIN + 1)
-        if len(raw) > MAX_STDIN:
-            raise ValueError(f"hook input over {MAX_STDIN} bytes")
-        decoded = json.loads(raw.decode("utf-8", errors="replace"))
-        if not isinstance(decoded, dict):
-            raise ValueError(f"hook input is {type(decoded).__name__}, not an object")
-        if _SURROGATE_ESCAPE.search(raw):
-            decoded = _without_surrogates(decoded)
-        payload = decoded
-        event = str(payload.get("hook_event_name") or "")
-        signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, DEADLINES.get(event, 4.0))
-        if os.environ.get("CLAUDE_PLUGIN_ROOT") and _settings_hooks_present(payload):
-            handled, out = True, None  # `alma-hooks install` registered the hooks in settings too: let those run
+        fast = _via_engine(raw, home) if len(raw) <= MAX_STDIN else None
+        if fast is not None:
+            out = fast
         else:
-            handled, out = _via_engine(payload, home)
-        if not handled:
-            from pathlib import Path
+            import signal
 
-            setup_logging(Path(home))
-            out = run(payload, Path(home))
-        signal.setitimer(signal.ITIMER_REAL, 0)
+            alarm = signal
+            payload = parse_payload(raw)
+            event = str(payload.get("hook_event_name") or "")
+            signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, DEADLINES.get(event, 4.0))
+            if not (os.environ.get("CLAUDE_PLUGIN_ROOT") and settings_hooks_present(payload, os.environ)):
+                # (else `alma-hooks install` registered the hooks in settings too: let those run)
+                from pathlib import Path
+
+                setup_logging(Path(home))
+                out = encode_output(run(payload, Path(home)))
+            signal.setitimer(signal.ITIMER_REAL, 0)
     except BaseException as e:  # noqa: BLE001 - the one catch-all: a hook fails open, always
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        out = None
+        if alarm is not None:
+            alarm.setitimer(alarm.ITIMER_REAL, 0)
+        out = b""
         _fail_open(e, payload, home)
     if out:
-        try:  # UTF-8 whatever the locale: Claude Code reads UTF-8
-            sys.stdout.buffer.write(json.dumps(out, ensure_ascii=False).encode("utf-8", "replace"))
+        try:
+            sys.stdout.buffer.write(out)
             sys.stdout.buffer.flush()
         except BaseException:  # noqa: BLE001 - a closed stdout must not turn into a non-zero exit
             pass
@@ -269,7 +331,9 @@ def main() -> int:
 def _without_surrogates(obj: Any) -> Any:
     """``obj`` with lone surrogates replaced by U+FFFD, so SQLite, the spool and stdout can encode it."""
     if isinstance(obj, str):
-        return _SURROGATE.sub("\ufffd", obj)
+        import re
+
+        return re.sub("[\ud800-\udfff]", "\ufffd", obj)
     if isinstance(obj, dict):
         return {_without_surrogates(k): _without_surrogates(v) for k, v in obj.items()}
     if isinstance(obj, list):

@@ -35,9 +35,10 @@ from .migrations import EMBEDDING_DIM, MIGRATIONS
 _COLUMNS = ("rid, id, type, project_id, agent, user_id, domain, payload, confidence, pinned, version, origin, "
             "source_ids, created_at, updated_at, last_retrieved")
 _VISIBLE = "(m.project_id IN (?, '*') AND m.agent IN (?, '*') AND m.user_id IN ('', ?))"
-# The same predicate where rows are found by rowid: '+' keeps the planner from scanning
-# the scope index instead (measured: 8.5 ms instead of 0.3 ms for 100 ids at 100k rows).
-_VISIBLE_BY_ROWID = _VISIBLE.replace("m.", "+m.")
+# The same predicate where rows are found by rid or id: '+' keeps the planner from scanning
+# the scope index instead (measured at 100k rows: 8.5 ms instead of 0.3 ms for 100 rids;
+# 146 ms instead of 0.3 ms to touch 30 ids).
+_VISIBLE_BY_KEY = _VISIBLE.replace("m.", "+m.")
 _F = TypeVar("_F", bound=Callable[..., Any])
 #: bm25 weight of a memory's context column against its text (1.0): context words
 #: find a memory, but less strongly than its own words (LoCoMo dev: 0.5 beat 0.3, 0.7 and 1.0).
@@ -47,6 +48,15 @@ KNN_OVERSAMPLE = 3
 KNN_MIN_CANDIDATES = 48
 #: A lexical query scores at most about this many postings (sum of its words' document counts).
 LEXICAL_POSTINGS_BUDGET = 10_000
+#: Page cache (KiB) of a store opened ``warm``: it fills only as pages are read. The re-rank reads
+#: a few hundred scattered 1.5 KB vectors per search; served by read() calls instead of the cache
+#: they cost 12 ms a search at 100k memories, a project's vectors being ~150 MB. (A memory map
+#: served them as fast, but turns a DB truncated under the engine into SIGBUS.)
+WARM_CACHE_KIB = 262_144
+#: Below this share of all memories, a lexical search filters by project inside FTS5. Above it
+#: the filter costs more than it saves (100k memories, one project: 6.7 ms instead of 3.4 ms
+#: to rank; 1M across 10 projects: 8.8 ms instead of 32 ms).
+PROJECT_FILTER_SHARE = 0.5
 #: FTS5 ranks this many times the wanted rows (at least 200) before the scope filter.
 LEXICAL_OVERFETCH = 5
 
@@ -104,20 +114,22 @@ class SQLiteStore(Store):
     """Memories of every project of one user in one SQLite file."""
 
     def __init__(self, path: Path | str, policy: ScopePolicy | None = None, *,
-                 busy_timeout_ms: int = 5000, actor: str = "", cache_codes: bool = False) -> None:
-        """``cache_codes``: keep the KNN partitions' sign codes in memory (a long-lived process, see
-        :mod:`.codes`); a short-lived one searches ``memory_bits`` with sqlite-vec instead."""
+                 busy_timeout_ms: int = 5000, actor: str = "", warm: bool = False) -> None:
+        """``warm``: a long-lived process (the engine) keeps the KNN partitions' sign codes in memory
+        (:mod:`.codes`) and a larger page cache; a short-lived one searches ``memory_bits`` with
+        sqlite-vec instead, and its page cache stays small."""
         self.path = Path(path)
         self.policy = policy or ScopePolicy.permissive()
         self.actor = actor
         self.codes: Any = None
-        if cache_codes:
+        self._cache_kib = WARM_CACHE_KIB if warm else 32_768
+        if warm:
             from .codes import CodeCache
 
             self.codes = CodeCache()
         self._tokenizer: Any = None  # FTS5's own tokenizer, for the stems of query words
         self._doc_counts: dict[str, int] = {}  # stem -> rows holding it, see _document_counts
-        self._doc_counts_at = 0  # max(rid) when _doc_counts was started
+        self._doc_counts_at = 0  # max(rid) when _doc_counts was started: about how many rows there were
         self.conn = self._connect(busy_timeout_ms)
 
     # ------------------------------------------------------------ connection
@@ -137,7 +149,7 @@ class SQLiteStore(Store):
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode and mode[0] != "wal" and str(self.path) != ":memory:":
                 log.warning("journal_mode is %s, not wal", mode[0])
-            for pragma in ("synchronous = NORMAL", "cache_size = -32768", "foreign_keys = ON"):
+            for pragma in ("synchronous = NORMAL", f"cache_size = -{self._cache_kib}", "foreign_keys = ON"):
                 conn.execute(f"PRAGMA {pragma}").fetchall()
             self.conn = conn
             self._migrate()
@@ -339,7 +351,7 @@ class SQLiteStore(Store):
         """Nearest visible memories: a Hamming pass over the sign codes of each (type, partition), then
         the exact cosine of its ``KNN_OVERSAMPLE * k`` candidates (at least ``KNN_MIN_CANDIDATES``).
 
-        The coarse pass is sqlite-vec's KNN on ``memory_bits``, or, with ``cache_codes``, numpy over
+        The coarse pass is sqlite-vec's KNN on ``memory_bits``, or, in a ``warm`` store, numpy over
         codes held in memory (:mod:`.codes`); both return the same candidates up to ties. A partition
         no larger than the candidate count is searched exactly; in larger ones a true neighbour can be
         missed only if its sign bits disagree with the query's more than the candidates' do (recall@10
@@ -401,62 +413,78 @@ class SQLiteStore(Store):
     def _rows_by_rid(self, scope: Scope, rids: list[int]) -> list[tuple[Any, ...]]:
         # the scope predicate again: defence in depth behind the partition filter
         return self.conn.execute(
-            f"SELECT {_COLUMNS} FROM memories m WHERE m.rid IN ({','.join('?' * len(rids))}) AND {_VISIBLE_BY_ROWID}",
+            f"SELECT {_COLUMNS} FROM memories m WHERE m.rid IN ({','.join('?' * len(rids))}) AND {_VISIBLE_BY_KEY}",
             (*rids, *_scope_args(scope))).fetchall()
 
     @_translate
     def lexical(self, scope: Scope, query: str, k: int, types: Sequence[str] | None = None) -> list[Hit]:
-        match = self._match_expression(query)
-        if not match:
+        share = self._project_share(scope)
+        words = self._match_expression(query, share)
+        if not words:
             return []
+        match = f"{{text context}} : ({words})"
+        if share < PROJECT_FILTER_SHARE:
+            match = f"{fts_project_filter(scope)} AND {match}"
         clause, targs = self._types_clause(types)
-        # Rank inside FTS5 first (a join per matching row costs more than BM25 itself), then
-        # keep what the scope may see; when that leaves too few, rank the visible rows only.
+        # Rank inside FTS5 first (a join per matching row costs more than BM25 itself), in a DB
+        # of many projects only the rows of the scope's, then keep what the scope may see;
+        # when that leaves too few, rank the visible rows only.
         inner = max(LEXICAL_OVERFETCH * int(k), 200)
         columns = ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
         rows = self.conn.execute(
-            f"SELECT {columns}, f.rank FROM (SELECT rowid, bm25(memories_fts, 1.0, {CONTEXT_WEIGHT}) AS rank "
+            f"SELECT {columns}, f.rank FROM (SELECT rowid, bm25(memories_fts, 1.0, {CONTEXT_WEIGHT}, 0.0) AS rank "
             "FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?) AS f "
-            f"JOIN memories m ON m.rid = f.rowid WHERE {_VISIBLE_BY_ROWID}{clause} ORDER BY f.rank LIMIT ?",
+            f"JOIN memories m ON m.rid = f.rowid WHERE {_VISIBLE_BY_KEY}{clause} ORDER BY f.rank LIMIT ?",
             (match, inner, *_scope_args(scope), *targs, int(k))).fetchall()
         if len(rows) < k and self.conn.execute(
                 "SELECT count(*) >= ? FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
                 (inner, match, inner)).fetchone()[0]:
             rows = self.conn.execute(
-                f"SELECT {columns}, bm25(memories_fts, 1.0, {CONTEXT_WEIGHT}) AS rank FROM memories_fts "
+                f"SELECT {columns}, bm25(memories_fts, 1.0, {CONTEXT_WEIGHT}, 0.0) AS rank FROM memories_fts "
                 f"JOIN memories m ON m.rid = memories_fts.rowid WHERE memories_fts MATCH ? AND {_VISIBLE}{clause} "
                 "ORDER BY rank LIMIT ?",
                 (match, *_scope_args(scope), *targs, int(k))).fetchall()
         return [Hit(self._row_to_memory(r[:-1]), -r[-1]) for r in rows]
 
-    def _match_expression(self, query: str) -> str:
-        """The FTS5 MATCH for ``query``: its words, rarest first, within :data:`LEXICAL_POSTINGS_BUDGET`.
+    def _match_expression(self, query: str, share: float = 1.0) -> str:
+        """The words of ``query`` to MATCH, rarest first, within :data:`LEXICAL_POSTINGS_BUDGET`.
 
-        BM25 is computed for every row matching any word, so a very common word
-        costs in proportion to its document count while adding little (its IDF is
-        near zero). Words are kept rarest first while the sum of their document
-        counts stays within the budget (the rarest is always kept); words no row
-        holds are dropped. A small DB keeps every word.
+        BM25 is computed for every row of the scope matching any word, so a very
+        common word costs in proportion to its document count while adding little
+        (its IDF is near zero). Words are kept rarest first while the sum of their
+        document counts, times ``share`` (of the rows, those of the scope's projects), stays
+        within the budget (the rarest is always kept); words no row holds are
+        dropped. A small DB keeps every word.
         """
         words = fts_words(query)
         if not words:
             return ""
-        if self._tokenizer is None:
-            self._tokenizer = self.conn.fts5_tokenizer("porter", ["unicode61", "remove_diacritics", "2"])
-        stems: dict[str, str] = {}  # stem -> first word spelling it
-        joined = " ".join(words).encode()
-        for start, end, stem, *_ in self._tokenizer(joined, apsw.FTS5_TOKENIZE_QUERY, None):
-            stems.setdefault(stem, joined[start:end].decode())
+        stems = self._stems(words)  # stem -> first word spelling it
         if not stems:
             return ""
         docs = self._document_counts(list(stems))
-        kept, total = [], 0
+        kept, total = [], 0.0
         for stem in sorted((s for s in stems if docs.get(s)), key=lambda s: docs[s]):
-            if kept and total + docs[stem] > LEXICAL_POSTINGS_BUDGET:
+            if kept and total + share * docs[stem] > LEXICAL_POSTINGS_BUDGET:
                 break
             kept.append(stems[stem])
-            total += docs[stem]
+            total += share * docs[stem]
         return " OR ".join(f'"{w}"' for w in dict.fromkeys(kept))
+
+    def _project_share(self, scope: Scope) -> float:
+        """About what share of all memories the scope's project and the all-projects rows are."""
+        counts = self._document_counts(list(self._stems(fts_project_tokens(scope))))
+        return min(1.0, sum(counts.values()) / self._doc_counts_at) if self._doc_counts_at else 1.0
+
+    def _stems(self, words: Sequence[str]) -> dict[str, str]:
+        """FTS5's own stems of ``words`` (what its vocabulary holds), each with the first word spelling it."""
+        if self._tokenizer is None:
+            self._tokenizer = self.conn.fts5_tokenizer("porter", ["unicode61", "remove_diacritics", "2"])
+        stems: dict[str, str] = {}
+        joined = " ".join(words).encode()
+        for start, end, stem, *_ in self._tokenizer(joined, apsw.FTS5_TOKENIZE_QUERY, None):
+            stems.setdefault(stem, joined[start:end].decode())
+        return stems
 
     def _document_counts(self, stems: list[str]) -> dict[str, int]:
         """Rows holding each stem (absent: none), remembered while the table grows by under 10%.
@@ -484,7 +512,7 @@ class SQLiteStore(Store):
         with self._write():
             self.conn.execute(
                 f"UPDATE memories AS m SET last_retrieved = ? WHERE m.id IN ({','.join('?' * len(memory_ids))}) "
-                f"AND {_VISIBLE}", (when, *memory_ids, *_scope_args(scope)))
+                f"AND {_VISIBLE_BY_KEY}", (when, *memory_ids, *_scope_args(scope)))
 
     # ------------------------------------------------------------ embeddings
     @_translate
@@ -764,12 +792,18 @@ def fts_words(text: str, max_terms: int = 64) -> list[str]:
     return list(seen)[:max_terms]
 
 
-def fts_query(text: str, max_terms: int = 64) -> str:
-    """An FTS5 MATCH expression: every word of ``text`` double-quoted, joined with OR.
+def fts_project_tokens(scope: Scope) -> tuple[str, str]:
+    """The FTS ``scope`` column's tokens of the projects ``scope`` may read: its own, and all ('*').
 
-    Quoting makes user text safe (an unquoted ``it's`` is an FTS5 syntax error).
+    The same tokens as the triggers of migration m007 write: 'p' + hex of the UTF-8 project id.
     """
-    return " OR ".join(f'"{w}"' for w in fts_words(text, max_terms))
+    return ("p" + scope.project_id.encode().hex(), "p" + ANY.encode().hex())
+
+
+def fts_project_filter(scope: Scope) -> str:
+    """FTS5 query text matching only the rows of the projects ``scope`` may read."""
+    own, every = fts_project_tokens(scope)
+    return f'scope : ("{own}" OR "{every}")'
 
 
 def is_corrupt(path: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -226,3 +227,44 @@ def test_hook_wall_time_figures(alma_home, run_hook, store, scope, engine_pids):
     measure("UserPromptSubmit, warm engine", "UserPromptSubmit", {"prompt": SHIP_PROMPT})
     for name, (median, p95) in figures.items():
         print(f"\n{name:32s} median {median * 1000:6.0f} ms   p95 {p95 * 1000:6.0f} ms")
+
+
+def test_event_names_are_read_off_raw_stdin_without_a_parser() -> None:
+    from alma_hooks.entry import _event_name
+
+    assert _event_name(b'{"session_id": "s", "hook_event_name": "Stop", "x": 1}') == "Stop"
+    assert _event_name(b'{"hook_event_name":"UserPromptSubmit"}') == "UserPromptSubmit"
+    for raw in (b"", b"{}", b'{"hook_event_name": 3}', b'{"hook_event_name": "' + b"x" * 100 + b'"}', b"\xff\x00"):
+        assert _event_name(raw) == "", raw
+
+
+def test_raw_events_through_the_engine_fail_open_and_respect_settings(alma_home, run_hook, config, project,
+                                                                      engine_pids):
+    """The fast path hands the engine stdin unparsed: the engine parses, checks and answers as a hook would."""
+    from hooktools import REPO, query
+
+    info = daemon.start(alma_home, wait_s=START_S)
+    assert info
+    engine_pids.append(info["pid"])
+    before = daemon.status(alma_home)["requests"]
+    ok = run_hook("PostToolUse", {"tool_name": "Bash", "tool_input": {"command": "make test"},
+                                  "tool_response": {"stdout": "ok"}, "tool_use_id": "t-raw-1"})
+    assert_fail_open(ok)
+    assert query(config.db_path, "SELECT tool, input_summary FROM events") == [("Bash", "make test")]
+    # not an event object: the engine declines, the hook fails open by itself and logs why
+    for bad in (b'{"hook_event_name": "Stop", ', b"[1, 2]", b"\xff\xfe\x00"):
+        assert_fail_open(run_hook("Stop", raw=bad))
+    assert "failed open" in (alma_home / "logs" / "hooks.log").read_text()
+    surrogate = run_hook("UserPromptSubmit", raw=json.dumps(make_payload(
+        "UserPromptSubmit", project, {"prompt": "fix \ud800 the build"}, "raw-s")).encode())
+    assert_fail_open(surrogate, "UserPromptSubmit")
+    # a plugin hook stands down when the project's settings run alma-hooks too, engine or not
+    (project / ".claude").mkdir(exist_ok=True)
+    (project / ".claude" / "settings.json").write_text((REPO / ".claude" / "settings.json").read_text())
+    stood_down = run_hook("PostToolUse", {"tool_name": "Bash", "tool_input": {"command": "ls"},
+                                          "tool_response": {"stdout": "a"}, "tool_use_id": "t-raw-2"},
+                          env={"CLAUDE_PLUGIN_ROOT": str(REPO), "CLAUDE_PROJECT_DIR": str(project)})
+    assert_fail_open(stood_down)
+    assert query(config.db_path, "SELECT count(*) FROM events") == [(1,)]
+    after = daemon.status(alma_home)
+    assert after["pid"] == info["pid"] and after["requests"] >= before + 6  # the engine saw every event

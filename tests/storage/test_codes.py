@@ -1,4 +1,4 @@
-"""The warm engine's in-memory codes (``SQLiteStore(cache_codes=True)``) against sqlite-vec's KNN.
+"""The warm engine's in-memory codes (``SQLiteStore(warm=True)``) against sqlite-vec's KNN.
 
 Real SQLite files; vectors are random unit vectors (the real model is not what
 is under test here: the coarse pass and its cache are).
@@ -56,7 +56,7 @@ def test_cached_and_sqlite_vec_coarse_passes_rank_alike(db: Path) -> None:
     """
     plain = SQLiteStore(db)
     made = fill(plain, 600)
-    cached = SQLiteStore(db, cache_codes=True)
+    cached = SQLiteStore(db, warm=True)
     rng = random.Random(9)
     recall = {"plain": 0, "cached": 0}
     try:
@@ -75,7 +75,7 @@ def test_cached_and_sqlite_vec_coarse_passes_rank_alike(db: Path) -> None:
 
 
 def test_a_write_by_another_process_is_seen_at_the_next_search(db: Path) -> None:
-    engine = SQLiteStore(db, cache_codes=True)
+    engine = SQLiteStore(db, warm=True)
     other = SQLiteStore(db)
     try:
         fill(other, 100)
@@ -93,7 +93,7 @@ def test_a_write_by_another_process_is_seen_at_the_next_search(db: Path) -> None
 
 
 def test_refresh_reloads_only_partitions_that_changed(db: Path) -> None:
-    engine = SQLiteStore(db, cache_codes=True)
+    engine = SQLiteStore(db, warm=True)
     other = SQLiteStore(db)
     try:
         assert engine.refresh_codes() == 0  # nothing held yet
@@ -112,7 +112,7 @@ def test_refresh_reloads_only_partitions_that_changed(db: Path) -> None:
 
 
 def test_cached_codes_never_cross_scopes(db: Path) -> None:
-    engine = SQLiteStore(db, cache_codes=True)
+    engine = SQLiteStore(db, warm=True)
     try:
         ours = {i for i, _ in fill(engine, 60, seed=1)}
         theirs = {i for i, _ in fill(engine, 60, seed=2, project="github.com/acme/billing")}

@@ -35,8 +35,8 @@ from alma_hooks.storage.sqlite import SQLiteStore
 from alma_hooks.types import (ANY, AntiPattern, DomainKnowledge, ExecutionEvent, Heuristic, Memory, Outcome,
                               Preference, Scope, ScopeSummary, Task)
 
-#: "sqlite-codes" is the SQLite store as the warm engine opens it: KNN's coarse pass over codes held in memory.
-BACKENDS = ["sqlite", "sqlite-codes", "files"]
+#: "sqlite-warm" is the SQLite store as the warm engine opens it: KNN's coarse pass over codes held in memory.
+BACKENDS = ["sqlite", "sqlite-warm", "files"]
 TYPES = ["heuristic", "anti_pattern", "preference", "knowledge", "outcome"]
 DIM = 384
 MODEL = "fake-minilm-384"
@@ -65,7 +65,7 @@ SECRET = "AKIA" + "IOSFODNN7EXAMPLE"  # AWS's documented example key, built so n
 
 def make_store(backend: str, root: Path, policy: ScopePolicy = POLICY, actor: str = "test") -> Store:
     if backend.startswith("sqlite"):
-        return SQLiteStore(root / "memory.db", policy, actor=actor, cache_codes=backend == "sqlite-codes")
+        return SQLiteStore(root / "memory.db", policy, actor=actor, warm=backend == "sqlite-warm")
     return FileStore(root, policy, actor=actor)
 
 
