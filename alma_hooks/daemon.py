@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import signal
 import socket
@@ -28,13 +27,13 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, entry, events
+from . import __version__, entry, events, logs
 from .config import data_dir, ensure_private_dir, load_config
 from .daemon_client import request, run_dir, socket_path
 from .errors import StoreUnavailable
 from .storage.sqlite import SQLiteStore
 
-log = logging.getLogger("alma_hooks.daemon")
+log = logs.get("alma_hooks.daemon")
 #: Its mtime changing means alma-hooks was upgraded: the engine exits. ALMA_ENGINE_VERSION_FILE lets tests use a copy.
 VERSION_FILE = Path(os.environ.get("ALMA_ENGINE_VERSION_FILE") or Path(__file__).resolve().parent / "__init__.py")
 EMBED_BATCH = 32
@@ -200,9 +199,7 @@ def serve(home: Path | None = None, idle_timeout_s: float | None = None) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return 3
-    from .entry import setup_logging
-
-    setup_logging(home)
+    logs.to_file(home)
     sock_path = socket_path(home)
     if idle_timeout_s is None:
         idle_timeout_s = float(load_config(home, {"ALMA_HOME": str(home)}).get("engine.idle_timeout_s", 900))

@@ -37,63 +37,10 @@ HOOK_REQUEST = b"alma-hook/1\0"
 FORWARDED_ENV = ("HOME", "USER", "LOGNAME", "CLAUDE_PLUGIN_ROOT", "CLAUDE_PROJECT_DIR")
 EMBED_TIMEOUT_S = 3.0
 HOOK_BUSY_TIMEOUT_MS = 1500
-LOG_BYTES = 1_000_000
 
 
 class _Deadline(Exception):
     pass
-
-
-def setup_logging(home: Path) -> logging.Logger:
-    """Route alma_hooks' warnings to a rotating, user-only, redacted log file; returns the entry logger."""
-    import logging
-
-    root = logging.getLogger("alma_hooks")
-    if not any(getattr(h, "alma_hooks_log", False) for h in root.handlers):
-        root.addHandler(_log_handler(home))
-    root.setLevel(logging.WARNING)
-    root.propagate = False
-    return logging.getLogger("alma_hooks.entry")
-
-
-def _log_handler(home: Path) -> logging.Handler:
-    import logging
-    from logging.handlers import RotatingFileHandler
-    from pathlib import Path
-
-    from .redact import redact
-
-    class RedactingFormatter(logging.Formatter):
-        """Logs never hold secrets: every line passes the redactor."""
-
-        def format(self, record: logging.LogRecord) -> str:
-            return redact(super().format(record))
-
-    class UserOnlyRotatingHandler(logging.Handler):
-        """A rotating file handler opened on the first record, every file user-only."""
-
-        alma_hooks_log = True
-
-        def __init__(self, path: Path) -> None:
-            super().__init__(logging.WARNING)
-            self.path = path
-            self.inner: logging.Handler | None = None
-
-        def emit(self, record: logging.LogRecord) -> None:
-            # user-only files, the first one and every one a rollover opens (umask is process-wide;
-            # hooks and the engine log from one thread)
-            old = os.umask(0o077)
-            try:
-                if self.inner is None:
-                    self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                    self.inner = RotatingFileHandler(self.path, maxBytes=LOG_BYTES, backupCount=3, encoding="utf-8")
-                    self.inner.setFormatter(
-                        RedactingFormatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
-                self.inner.emit(record)
-            finally:
-                os.umask(old)
-
-    return UserOnlyRotatingHandler(Path(home) / "logs" / "hooks.log")
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
@@ -311,7 +258,9 @@ def main() -> int:
                 # (else `alma-hooks install` registered the hooks in settings too: let those run)
                 from pathlib import Path
 
-                setup_logging(Path(home))
+                from . import logs
+
+                logs.to_file(home)
                 out = encode_output(run(payload, Path(home)))
             signal.setitimer(signal.ITIMER_REAL, 0)
     except BaseException as e:  # noqa: BLE001 - the one catch-all: a hook fails open, always
@@ -348,8 +297,11 @@ def _fail_open(error: BaseException, payload: dict[str, Any], home: str | Path) 
 
         from .errors import StoreCorrupt, StoreUnavailable
 
+        from . import logs
+
         home = Path(home)
-        log = setup_logging(home)
+        logs.to_file(home)
+        log = logs.get("alma_hooks.entry")
 
         event = payload.get("hook_event_name", "?")
         log.warning("%s failed open: %s: %s", event, type(error).__name__, error,

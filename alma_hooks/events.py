@@ -20,13 +20,13 @@ SessionEnd             housekeeping (forgetting pass, spool replay)
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import logs
 from .config import Config, load_config
 from .learning.outcomes import (classify_feedback, infer_success, split_attempts, summarize_input,
                                 summarize_result)
@@ -34,7 +34,7 @@ from .redact import redact
 from .storage.base import Store
 from .types import ExecutionEvent, MAIN_AGENT, MemorySlice, Outcome, Preference, Scope, Task, derived_id, new_id
 
-log = logging.getLogger("alma_hooks.events")
+log = logs.get("alma_hooks.events")
 
 #: Texts -> vectors, or None when no embedder answers (then retrieval and learning go lexical).
 EmbedFn = Callable[[Sequence[str]], "Sequence[Sequence[float]] | None"]

@@ -2,7 +2,7 @@
 
 Every prompt, Bash command and tool output passes through :func:`redact`
 before it becomes a memory, so this module sits in the hot path of every
-Claude Code hook. Hence: stdlib only, every pattern compiled once at import,
+Claude Code hook. Hence: stdlib only, every pattern compiled once (on first use),
 and patterns shaped for Python's regex engine, which is fast only when a
 pattern starts with a literal it can look for as a plain substring:
 
@@ -38,6 +38,8 @@ import math
 import re
 from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
+
+from .patterns import lazy
 
 __all__ = ["KINDS", "PRIVATE_MARK", "contains_secret", "redact", "redact_obj"]
 
@@ -98,7 +100,7 @@ def _starts_with_mark(text: str, pos: int) -> bool:
 
 # Values that name a secret without holding it: variables, templates, masks,
 # examples and Key Vault references.
-_REFERENCE = re.compile(
+_REFERENCE = lazy(
     r"""(?ix)
     [$%{#] | <[^<>]*>$ | \[[^\[\]]*\]$ | your[\s_\-] | x{3,}$ | .*(?:\.\.\.|\*\*\*|…)
     | (?:password|passwd|pwd|secret|token|api[_\-]?key|redacted|none|null|value|example|placeholder)$
@@ -121,10 +123,10 @@ def _masked(text: str, end: int) -> bool:
     return text.startswith(("***", "...", "…"), end)
 
 
-_HAS_DIGIT = re.compile(r"\d").search
-_HAS_LETTER = re.compile(r"[A-Za-z]").search
-_SEPARATORS = re.compile(r"[_\-]")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+_HAS_DIGIT = lazy(r"\d").search
+_HAS_LETTER = lazy(r"[A-Za-z]").search
+_SEPARATORS = lazy(r"[_\-]")
+_IDENTIFIER = lazy(r"[A-Za-z_][A-Za-z0-9_\-]*")
 
 
 def _names_itself(value: str, keyword: str) -> bool:
@@ -136,7 +138,7 @@ def _names_itself(value: str, keyword: str) -> bool:
 # --- multi-line rules: <private> and PEM private keys ------------------------
 
 # An unclosed tag hides everything after it: better too much than a leak.
-_PRIVATE = re.compile(r"<private(?:\s[^<>]{0,200})?>[^<]*(?:<(?!/private\s*>)[^<]*)*(?:</private\s*>)?")
+_PRIVATE = lazy(r"<private(?:\s[^<>]{0,200})?>[^<]*(?:<(?!/private\s*>)[^<]*)*(?:</private\s*>)?")
 
 
 def _private(match: re.Match[str], text: str) -> _Edit:
@@ -147,7 +149,7 @@ _PRIVATE_RULE = _Rule("private", _PRIVATE, lowered=True, edit=_private)
 
 _PEM_BODY_CHAR = r"[A-Za-z0-9+/=\s:,.\\]"  # base64, headers (Proc-Type: 4,ENCRYPTED), JSON "\n"
 
-_PEM = re.compile(
+_PEM = lazy(
     r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----"
     # Only with a body: a bare header (a constant in a PEM parser) is no key.
     r"(?=(?:\s|\\[nr])*(?:Proc-Type:|[A-Za-z0-9+/=]{16}))"
@@ -169,7 +171,7 @@ def _token(prefix: str, body: str) -> re.Pattern[str]:
     regex engine can still look for the prefix as a plain substring.
     """
     literal = re.escape(prefix)
-    return re.compile(literal + rf"(?<![A-Za-z0-9_]{literal})" + body)
+    return lazy(literal + rf"(?<![A-Za-z0-9_]{literal})" + body)
 
 
 _END = r"(?![A-Za-z0-9_])"
@@ -180,7 +182,7 @@ def _with_digit(match: re.Match[str], text: str) -> _Edit | None:
     return _default_edit(match, "openai_key") if _HAS_DIGIT(match.group()) else None
 
 
-_AZURE_CLIENT_SECRET = re.compile(
+_AZURE_CLIENT_SECRET = lazy(
     # Entra ID client secrets: 3 chars, a digit, "Q~", 31-34 chars. The match
     # starts at the literal "Q~"; the edit reaches back over the first 4 chars.
     r"Q~(?<=(?<![A-Za-z0-9_~.\-])[A-Za-z0-9_~.\-]{3}\dQ~)[A-Za-z0-9_~.\-]{31,34}(?![A-Za-z0-9_~.\-])"
@@ -204,7 +206,7 @@ _FORMATS = [
     _Rule("slack_token", _token("xox", r"[abposr]-[A-Za-z0-9\-]{10,}")),
     _Rule(
         "slack_webhook",
-        re.compile(r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_\-]{20,}"),
+        lazy(r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_\-]{20,}"),
     ),
     _Rule("stripe_key", _token("sk_", r"(?:live|test)_[A-Za-z0-9]{16,}")),
     _Rule("stripe_key", _token("rk_", r"(?:live|test)_[A-Za-z0-9]{16,}")),
@@ -224,31 +226,31 @@ _FORMATS = [
 
 def _connection_string_part(name: str) -> re.Pattern[str]:
     """``Name=value`` inside a connection string, on lower-cased text."""
-    return re.compile(rf"{name}(?<![\w-]{name})[ \t]*=[ \t]*" + _NOT_MARK + r"(?P<secret>[^;\"'\s<>]+)")
+    return lazy(rf"{name}(?<![\w-]{name})[ \t]*=[ \t]*" + _NOT_MARK + r"(?P<secret>[^;\"'\s<>]+)")
 
 
 _AZURE = [
     _Rule("azure_key", _connection_string_part("accountkey"), lowered=True),
     _Rule("azure_key", _connection_string_part("sharedaccesskey"), lowered=True),
     _Rule("azure_sas", _connection_string_part("sharedaccesssignature"), lowered=True),
-    _Rule("azure_sas", re.compile(r"sig=(?<=[?&;]sig=)" + _NOT_MARK_CASED + r"(?P<secret>[A-Za-z0-9%+/=]{10,})")),
+    _Rule("azure_sas", lazy(r"sig=(?<=[?&;]sig=)" + _NOT_MARK_CASED + r"(?P<secret>[A-Za-z0-9%+/=]{10,})")),
 ]
 
 
 # --- secrets known by their context --------------------------------------------
 
-_AWS_SECRET = re.compile(
+_AWS_SECRET = lazy(
     # secret_access_key = X, "SecretAccessKey": "X", aws configure set aws_secret_access_key X
     r"secret_?(?:access_?)?key[\"']?(?:[ \t]*[:=][ \t]*|[ \t]+)[\"']?(?P<secret>[a-z0-9/+]{40})(?![a-z0-9/+=])"
 )
 
-_URL_PASSWORD = re.compile(
+_URL_PASSWORD = lazy(
     r"://(?<=[A-Za-z0-9]://)[^\s:/?#@\"'<>\[\]]{1,256}:"
     + _NOT_MARK_CASED
     + r"(?P<secret>[^\s@/?#\"'<>\[\]]{1,256})@(?=[\w\[])"
 )
 
-_ALL_CAPS = re.compile(r"[A-Z_]+")
+_ALL_CAPS = lazy(r"[A-Z_]+")
 
 
 def _url_password(match: re.Match[str], text: str) -> _Edit | None:
@@ -261,7 +263,7 @@ def _url_password(match: re.Match[str], text: str) -> _Edit | None:
 _TOKEN_CHARS = r"[a-z0-9\-._~+/]"  # RFC 6750 b64token ("=" padding apart), lower-cased
 _SCHEMES = r"(?:bearer|basic|token|digest|bot|sso-key)"
 
-_AUTH_HEADER = re.compile(
+_AUTH_HEADER = lazy(
     r"authorization(?<![\w]authorization)[\"']?[ \t]*[:=][ \t]*[\"']?"
     + _NOT_MARK
     + rf"(?:(?P<scheme>{_SCHEMES})[ \t]+(?P<secret>{_TOKEN_CHARS}+=*)"
@@ -282,14 +284,14 @@ def _bare_bearer(match: re.Match[str], text: str) -> _Edit | None:
     return None if _masked(text, match.end()) else _default_edit(match, "bearer_token")
 
 
-_BARE_BEARER = re.compile(
+_BARE_BEARER = lazy(
     rf"bearer(?<![\w]bearer)[ \t]+(?={_TOKEN_CHARS}{{0,200}}\d)(?P<secret>{_TOKEN_CHARS}{{16,}}=*)"
 )
 
-_USER_FLAG = re.compile(
+_USER_FLAG = lazy(
     r"-(?<![\w-]-)(?:u|-user)[ \t=]+[\"']?[^\s:\"'\[\]]{1,256}:" + _NOT_MARK_CASED + r"(?P<secret>[^\s\"']{1,256})"
 )
-_CURL = re.compile(r"\bcurl\b")
+_CURL = lazy(r"\bcurl\b")
 
 
 def _curl_user(match: re.Match[str], text: str) -> _Edit | None:
@@ -301,7 +303,7 @@ def _curl_user(match: re.Match[str], text: str) -> _Edit | None:
     return _default_edit(match, "password")
 
 
-_CLI_FLAG = re.compile(
+_CLI_FLAG = lazy(
     r"--(?<![\w-]--)(?P<flag>password|passwd|token|access-token|auth-token|api-key|api_key|apikey"
     r"|client-secret|secret)(?:=|[ \t]+)"
     + r"(?:\""
@@ -313,8 +315,8 @@ _CLI_FLAG = re.compile(
     + r"(?!-)(?P<bare>[^\s\"'`]+))"
 )
 
-_METAVAR = re.compile(r"[A-Z_]+[\])}]*")  # "--token TOKEN" in --help output
-_SYMBOL = re.compile(r"[^A-Za-z]").search
+_METAVAR = lazy(r"[A-Z_]+[\])}]*")  # "--token TOKEN" in --help output
+_SYMBOL = lazy(r"[^A-Za-z]").search
 
 
 def _cli_flag(match: re.Match[str], text: str) -> _Edit | None:
@@ -356,7 +358,7 @@ _ASSIGN_VALUE = (
 
 # After "name: value" only the end of the line may follow (YAML, headers), not
 # more words (":param token: the token to use", "password: see below").
-_LINE_END = re.compile(r"[ \t]*(?:#|$)", re.MULTILINE)
+_LINE_END = lazy(r"[ \t]*(?:#|$)", re.MULTILINE)
 
 # The words that may follow the keyword in the name of a secret: DB_PASSWORD,
 # SECRET_KEY, apiKeyValue, TOKEN_PROD. Anything else names something about a
@@ -375,14 +377,14 @@ _CODE_WORDS = frozenset(
     lambda not new""".split()
 )
 
-_TAIL_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
-_ATTRIBUTE = re.compile(r"~?[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")  # settings.db_pw, ~azure.core.X
-_VARIABLE = re.compile(r"[A-Za-z]+(?:_[A-Za-z]+)+")  # access_token, OPENAI_KEY: names, not values
-_WORD = re.compile(r"[A-Za-z_]+")  # token = Error, use_auth_token=auth: in code, a name
-_NUMBER = re.compile(r"-?\d{1,5}(?:\.\d+)?")  # token = 0, token_pos = -1
-_TYPE_NAME = re.compile(r"~?(?:[A-Z][A-Z0-9]*[a-z][a-z0-9]*)+")  # credential: TokenProvider
+_TAIL_WORDS = lazy(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_ATTRIBUTE = lazy(r"~?[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")  # settings.db_pw, ~azure.core.X
+_VARIABLE = lazy(r"[A-Za-z]+(?:_[A-Za-z]+)+")  # access_token, OPENAI_KEY: names, not values
+_WORD = lazy(r"[A-Za-z_]+")  # token = Error, use_auth_token=auth: in code, a name
+_NUMBER = lazy(r"-?\d{1,5}(?:\.\d+)?")  # token = 0, token_pos = -1
+_TYPE_NAME = lazy(r"~?(?:[A-Z][A-Z0-9]*[a-z][a-z0-9]*)+")  # credential: TokenProvider
 # After a quoted value, code goes on: "{0}:{1}".format(x), ",".join(x), "a" + b.
-_CODE_AFTER_QUOTE = re.compile(r"[.(\[]|[ \t]*[+%*]")
+_CODE_AFTER_QUOTE = lazy(r"[.(\[]|[ \t]*[+%*]")
 
 
 def _names_a_secret(keyword: str, tail: str) -> bool:
@@ -459,7 +461,7 @@ def _assignment(kind: str) -> Callable[[re.Match[str], str], _Edit | None]:
 
 
 _ASSIGNMENTS = [
-    _Rule(kind, re.compile(rf"(?P<kw>{keyword})" + _ASSIGN_VALUE), lowered=True, edit=_assignment(kind))
+    _Rule(kind, lazy(rf"(?P<kw>{keyword})" + _ASSIGN_VALUE), lowered=True, edit=_assignment(kind))
     for keyword, kind in _ASSIGN_KEYWORDS
 ]
 
@@ -483,22 +485,22 @@ _CONTEXT = [
 # where a lookbehind would try every one.
 _RUN_CLASS = r"[A-Za-z0-9+/_\-]"
 _RUN_BODY = rf"{_RUN_CLASS}{{32,}}(?:={{1,2}}(?!{_RUN_CLASS}))?"
-_RUN = re.compile(rf"[^A-Za-z0-9+/_\-](?P<secret>{_RUN_BODY})")
-_RUN_AT_START = re.compile(rf"(?P<secret>{_RUN_BODY})")
+_RUN = lazy(rf"[^A-Za-z0-9+/_\-](?P<secret>{_RUN_BODY})")
+_RUN_AT_START = lazy(rf"(?P<secret>{_RUN_BODY})")
 _MAX_RUN = 1024  # longer runs are data (images, archives), not credentials
-_AZURE_ACCOUNT_KEY = re.compile(r"[A-Za-z0-9+/]{86}==")  # 64 random bytes in base64
+_AZURE_ACCOUNT_KEY = lazy(r"[A-Za-z0-9+/]{86}==")  # 64 random bytes in base64
 # High entropy by design, and public: SSH public keys, data: URIs, SRI hashes.
-_PUBLIC_BEFORE = re.compile(r"(?:ssh-(?:rsa|dss|ed25519)|ecdsa-sha2-nistp\d+|base64,)[ \t]?\Z")
-_SRI = re.compile(r"sha(?:1|256|384|512)-")
+_PUBLIC_BEFORE = lazy(r"(?:ssh-(?:rsa|dss|ed25519)|ecdsa-sha2-nistp\d+|base64,)[ \t]?\Z")
+_SRI = lazy(r"sha(?:1|256|384|512)-")
 
-_HEX = re.compile(r"(?:0[xX])?[0-9a-fA-F]+")
-_HEX_PREFIX = re.compile(r"[0-9a-fA-F]*")
-_PART_SPLIT = re.compile(r"[/_\-]+")
-_HUMPS = re.compile(r"[A-Z]*[a-z]+|[A-Z]+|[0-9]+")
-_VOWEL = re.compile(r"[aeiouyAEIOUY]").search
-_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
-_CLASS_RUNS = re.compile(r"[a-z]+|[A-Z]+|[0-9]+")
-_DIGIT_GROUPS = re.compile(r"[0-9]+")
+_HEX = lazy(r"(?:0[xX])?[0-9a-fA-F]+")
+_HEX_PREFIX = lazy(r"[0-9a-fA-F]*")
+_PART_SPLIT = lazy(r"[/_\-]+")
+_HUMPS = lazy(r"[A-Z]*[a-z]+|[A-Z]+|[0-9]+")
+_VOWEL = lazy(r"[aeiouyAEIOUY]").search
+_NOT_ALNUM = lazy(r"[^A-Za-z0-9]")
+_CLASS_RUNS = lazy(r"[a-z]+|[A-Z]+|[0-9]+")
+_DIGIT_GROUPS = lazy(r"[0-9]+")
 
 # n * log2(n) for every count a run of at most _MAX_RUN characters can hold.
 _N_LOG_N = [0.0] + [n * math.log2(n) for n in range(1, _MAX_RUN + 1)]
@@ -613,6 +615,9 @@ def _lower(text: str) -> str:
 def _matches(rule: _Rule, subject: str) -> Iterable[re.Match[str]]:
     """The matches of ``rule`` in ``subject``, with the generic rule's run at the very start."""
     if rule is not _GENERIC:
+        prefix = getattr(rule.pattern, "prefix", "")
+        if prefix and prefix not in subject:
+            return ()  # every match starts with it: the pattern need not even be compiled
         return rule.pattern.finditer(subject)
     first = _RUN_AT_START.match(subject)
     rest = rule.pattern.finditer(subject)

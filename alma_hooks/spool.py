@@ -8,13 +8,13 @@ before the store has accepted it.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from . import logs
 from .redact import redact_obj
 
 MAX_REPLAY = 200
@@ -24,7 +24,7 @@ MAX_FILES = 2000
 #: a capture only needs the command's start and the output's end (test summaries, last lines).
 MAX_CHARS_HEAD = 16_000
 MAX_CHARS_TAIL = 48_000
-log = logging.getLogger("alma_hooks.spool")
+log = logs.get("alma_hooks.spool")
 
 
 def spool_dir(home: Path) -> Path:

@@ -36,20 +36,20 @@ Confidence is the Wilson lower bound of successes over trials.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .. import logs
 from ..config import Config
 from ..retrieval.scoring import wilson_lower_bound
 from ..storage.base import Store
 from ..types import AntiPattern, Heuristic, Memory, Outcome, Scope
 from .domains import UNCLASSIFIED, classify
 
-log = logging.getLogger("alma_hooks.learning")
+log = logs.get("alma_hooks.learning")
 
 EmbedMany = Callable[[Sequence[str]], "Sequence[Sequence[float]] | None"]
 LEXICAL_SIMILARITY = 0.34

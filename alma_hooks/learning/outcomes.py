@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..patterns import lazy
 from ..types import ExecutionEvent
 
 MAX_SUMMARY = 400
@@ -18,16 +19,16 @@ MAX_SUMMARY = 400
 # "5 passed, 1 failed in 0.3s" (pytest), "Tests: 1 failed, 4 passed, 5 total" (jest),
 # "12 passing", "2 failing" (mocha), "ok 3 / FAIL" (go), "test result: FAILED. 3 passed; 1 failed" (cargo)
 # The count and its word share a line: "Exit code 1\nFAILED: ..." is no "1 failed".
-_COUNT = re.compile(r"(\d+)[ \t]+(passed|passing|failed|failing|errors?|error(?:ed)?)\b", re.I)
-_FAIL_WORDS = re.compile(r"\b(FAILED|FAIL:|Traceback \(most recent call last\)|AssertionError|"
+_COUNT = lazy(r"(\d+)[ \t]+(passed|passing|failed|failing|errors?|error(?:ed)?)\b", re.I)
+_FAIL_WORDS = lazy(r"\b(FAILED|FAIL:|Traceback \(most recent call last\)|AssertionError|"
                          r"npm ERR!|error TS\d+|SyntaxError|ModuleNotFoundError|command not found)\b")
-_EXIT = re.compile(r"^Exit code (\d+)", re.M)
+_EXIT = lazy(r"^Exit code (\d+)", re.M)
 
-NEGATIVE_FEEDBACK = re.compile(
+NEGATIVE_FEEDBACK = lazy(
     r"^\s*(no[,.!]|nope|wrong|that'?s (?:wrong|not (?:it|right|what))|(?:it|this|that) (?:still )?"
     r"(?:doesn'?t|does not|didn'?t|did not) work|still (?:broken|failing|fails)|(?:it|that|this) broke|"
     r"revert (?:that|it|this)|undo (?:that|it|this))", re.I)
-POSITIVE_FEEDBACK = re.compile(
+POSITIVE_FEEDBACK = lazy(
     r"^\s*(thanks?|thank you|great|perfect|works|it works|that works|that worked|nice|lgtm|looks good|awesome|"
     r"excellent|well done|good job)\b", re.I)
 

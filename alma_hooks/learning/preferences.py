@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..patterns import lazy
+
 CATEGORIES = ("tooling", "style", "testing", "communication", "workflow", "general")
 
 #: Prompts longer than this are mostly pasted material: only their first and last sentence count.
@@ -75,14 +77,14 @@ _REPO_NOUNS = r"(?:repo|repository|project|codebase|monorepo|workspace|team|comp
 _APOS = r"['\u2019]"
 
 # Leading words that carry no instruction: "btw", "ok so", "thanks, that works".
-_FILLER = re.compile(
+_FILLER = lazy(
     r"^(?:btw|by the way|fyi|ok(?:ay)?|alright|right|so|also|and|oh|hey|hi|one more thing|another thing|"
     r"quick note|note|ps|p\.s\.|important|reminder|just|thanks|thank you|cool|great|perfect|nice|"
     r"looks good|that works|got it|sounds good|remember that|note that|keep in mind that|"
     r"for the record|as i said|like i said|i told you to|i said)\b[\s,:;.!\-]*",
     re.I,
 )
-_CORRECTION = re.compile(
+_CORRECTION = lazy(
     r"^(?:(?:no+|nope|nah|wrong|actually|not like that|not quite)(?:[\s,.!]+no+)?[,:;.!\u2013\u2014-]+\s*"
     r"|(?:nope|nah|actually|no+(?=\s+(?:please\s+)?(?:use|prefer|run|go|stick)\b))\s+)",
     re.I,
@@ -90,28 +92,28 @@ _CORRECTION = re.compile(
 
 # --------------------------------------------------------------------------- sentence filters
 
-_QUESTION_START = re.compile(
+_QUESTION_START = lazy(
     rf"^(?:should|shall|do(?!\s+not\b)(?!n{_APOS}t)|does|did|can|could|would|will|is|are|was|were|"
     rf"what|what{_APOS}s|whats|why|how|which|who|where|isn{_APOS}t|aren{_APOS}t|doesn{_APOS}t|any idea)\b",
     re.I,
 )
-_CONDITIONAL_START = re.compile(
+_CONDITIONAL_START = lazy(
     r"^(?:if|in case|unless|assuming|suppose|supposing|what if|when|once|after|before|while)\b", re.I
 )
 # "make it always show X", "so the job never retries": how the code should behave, a task.
-_CODE_BEHAVIOUR = re.compile(
+_CODE_BEHAVIOUR = lazy(
     r"\b(?:make|makes|have|let|ensure|so|so that)\s+(?:it|them|this|that|(?:the|our|my)\s+[\w-]+(?:\s+[\w-]+)?)"
     r"\s+(?:always|never)\b",
     re.I,
 )
-_HEDGE = re.compile(r"\b(?:maybe|perhaps|might|not sure|i guess|wondering|what about|how about)\b", re.I)
-_REPORTED = re.compile(
+_HEDGE = lazy(r"\b(?:maybe|perhaps|might|not sure|i guess|wondering|what about|how about)\b", re.I)
+_REPORTED = lazy(
     r"\b(?:says|said|told|tells|according to|commented|mentioned|wrote|recommends|recommended|"
     r"suggests|suggested|claims|claimed|wants (?:us|me|you) to|asked (?:us|me) to)\b"
     r"|\b(?:docs|documentation|readme|guide|article|people|everyone|they|he|she)\s+(?:say|recommend|suggest)\b",
     re.I,
 )
-_ONE_OFF = re.compile(
+_ONE_OFF = lazy(
     rf"\b(?:for now|for the moment|for the time being|this time|just this once|this once|right now|"
     rf"temporarily|today|tonight|tomorrow|yet|at the moment|this (?:week|sprint|release|morning|afternoon)|"
     rf"(?:on |by |until |next )?(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)|next (?:week|sprint)|"
@@ -120,23 +122,23 @@ _ONE_OFF = re.compile(
     re.I,
 )
 # A specific spot ("on the settings page", "in that file") marks a one-off edit.
-_LOCATION = re.compile(
+_LOCATION = lazy(
     r"\b(?:in|on|at|from|to|inside)\s+(?:the|this|that)\s+(?:[\w.-]+\s+){0,2}"
     r"(?:file|page|function|method|class|component|module|endpoint|screen|modal|test|line|branch|pr|"
     r"script|dockerfile|header|footer|form|button|view|route|handler|query|table|helper)\b",
     re.I,
 )
 # "in fetchUsers()", "in src/utils/date.ts": a place in the code, so a one-off edit.
-_CODE_LOCATION = re.compile(
+_CODE_LOCATION = lazy(
     r"\b(?:in|inside|from|to)\s+`?[\w.]+\(\)|\b(?:in|inside)\s+`?[\w./-]+/[\w.-]+\.\w{1,5}\b", re.I
 )
 # "that" right after a plural noun is a relative pronoun ("comments that restate the code").
-_DEICTIC = re.compile(
+_DEICTIC = lazy(
     rf"(?:\b(?:this|these|those)|(?<![a-z]s )\bthat)\b(?!\s+{_REPO_NOUNS}\b)|\bthe (?:\w+ )?one\b", re.I
 )
-_BULLET = re.compile(r"^(?:[-*+\u2022]|\d{1,2}[.)])\s+")
+_BULLET = lazy(r"^(?:[-*+\u2022]|\d{1,2}[.)])\s+")
 # Log, compiler and linter lines; code comments; shell and quote lines.
-_LOG_OR_CODE = re.compile(
+_LOG_OR_CODE = lazy(
     r"^(?:[\w.\-\[\]]*(?:error|warning|warn|exception|info|debug|fatal|notice)\b.*?:|npm (?:warn|err!?)|"
     r"ts\d+|e\d{3,4}\b|eslint|ruff|mypy|flake8|pylint|traceback|file \"|"
     r"//|/\*|\*|#|--|>|\$|%|def |class |const |let |var |export |import |from \S+ import)",
@@ -146,23 +148,23 @@ _LOG_OR_CODE = re.compile(
 # --------------------------------------------------------------------------- instruction patterns
 
 # "always"/"never" and their long forms, at the start of a clause.
-_ALWAYS_LEAD = re.compile(
+_ALWAYS_LEAD = lazy(
     rf"^(?:please\s+)?(?:(?:make sure|be sure)\s+(?:to|you)\s+|remember to\s+|"
     rf"(?:you|we)\s+(?:should|must|need to)\s+|i(?:{_APOS}d| would)?\s+(?:want|need|like)\s+you\s+to\s+)?"
     rf"(?:please\s+)?(always|never(?:\s+ever)?|don{_APOS}t\s+ever|do\s+not\s+ever|dont\s+ever)\s+([\w-]+)",
     re.I,
 )
-_WE_HABIT = re.compile(r"^we\s+(?:always|never|only|generally|usually)?\s*(\w+)\b", re.I)
-_STANDING_MARKER = re.compile(
+_WE_HABIT = lazy(r"^we\s+(?:always|never|only|generally|usually)?\s*(\w+)\b", re.I)
+_STANDING_MARKER = lazy(
     rf"\b(?:from now on|from here on(?: out)?|going forward|moving forward|in (?:the )?future|"
     rf"for future reference|by default|as a (?:general )?rule|in (?:this|our|the) {_REPO_NOUNS}|"
     rf"in all (?:new |future )?\w+|for all (?:new |future )?\w+|in new code|from today on)\b"
     rf"|,\s*always(?=[\s.!]*$)",
     re.I,
 )
-_EDGE_AFTER = re.compile(r"^\s*(?:[,.!;:\-]|$)")
-_HABITUAL_LEAD = re.compile(r"^(?:whenever|every time|each time|any ?time)\b[^,]*,\s*", re.I)
-_FIRST_PERSON = re.compile(
+_EDGE_AFTER = lazy(r"^\s*(?:[,.!;:\-]|$)")
+_HABITUAL_LEAD = lazy(r"^(?:whenever|every time|each time|any ?time)\b[^,]*,\s*", re.I)
+_FIRST_PERSON = lazy(
     rf"^(?:i|we)\s+(?:really\s+|strongly\s+|generally\s+|usually\s+|personally\s+|much\s+|definitely\s+|also\s+)?"
     rf"prefer(?![\w-])(?!\s+not\b)"
     rf"|^i(?:\s+would\s+(?:prefer|rather)|{_APOS}d\s+(?:much\s+)?(?:prefer|rather))(?![\w-])(?!\s+not\b)"
@@ -170,45 +172,45 @@ _FIRST_PERSON = re.compile(
     rf"|^i\s+(?:hate|dislike|don{_APOS}t\s+like|do\s+not\s+like|can{_APOS}t\s+stand)\s+(?:it\s+)?when\s+you\s+\w+",
     re.I,
 )
-_PREFER_IMPERATIVE = re.compile(r"^(?:please\s+)?prefer\s+(?!not\b)\w", re.I)
-_STOP_DOING = re.compile(r"^(?:please\s+)?(?:stop|quit)\s+(\w+ing)\b", re.I)
+_PREFER_IMPERATIVE = lazy(r"^(?:please\s+)?prefer\s+(?!not\b)\w", re.I)
+_STOP_DOING = lazy(r"^(?:please\s+)?(?:stop|quit)\s+(\w+ing)\b", re.I)
 _COMPARATOR = r"(?:instead\s+of|rather\s+than|over|not)"
 #: "X does not Y" states what something does, it is no swap "use X, not Y": an auxiliary
 #: right before the comparator rules the swap out ("make sure the form does not submit ...").
 _NOT_AFTER_AUXILIARY = "".join(rf"(?<!\b{aux})" for aux in (
     "do", "does", "did", "is", "are", "was", "were", "can", "could", "should", "must", "will", "would",
     "has", "have", "had", "may", "might", "shall"))
-_SWAP = re.compile(
+_SWAP = lazy(
     rf"^(?:please\s+)?(?:just\s+)?(use|prefer|pick|choose|go\s+with|stick\s+(?:to|with)|write|call|"
     rf"import|name|return|run|format|put|\w+)\s+(.+?){_NOT_AFTER_AUXILIARY}\s*,?\s+{_COMPARATOR}\s+(.+)$",
     re.I,
 )
-_SWAP_BARE = re.compile(r"^(?:please\s+)?(?:just\s+)?(\w+)\s+(.+?)\s+instead\b[.!]?$", re.I)
-_DONT = re.compile(rf"^(?:please\s+)?(?:don{_APOS}t|do\s+not|dont)\s+(?:ever\s+)?(\w+)\b", re.I)
-_NO_THING = re.compile(r"^no\s+(?:more\s+)?(?![,.!])\S", re.I)
-_GENERIC_SCOPE = re.compile(
+_SWAP_BARE = lazy(r"^(?:please\s+)?(?:just\s+)?(\w+)\s+(.+?)\s+instead\b[.!]?$", re.I)
+_DONT = lazy(rf"^(?:please\s+)?(?:don{_APOS}t|do\s+not|dont)\s+(?:ever\s+)?(\w+)\b", re.I)
+_NO_THING = lazy(r"^no\s+(?:more\s+)?(?![,.!])\S", re.I)
+_GENERIC_SCOPE = lazy(
     r"\b(?:ever|anymore|any more|again|anywhere|at all|under any circumstances)\b"
     r"|\b(?:every|each|any|all)\s+\w+",
     re.I,
 )
-_CONTEXT_PHRASE = re.compile(
+_CONTEXT_PHRASE = lazy(
     r"\b(?:in|for|on|inside|within)\s+(?:(?:any|all|every|our|your|new|committed|production)\s+)?"
     r"(?:[\w-]+\s+)?([\w-]+)\b",
     re.I,
 )
-_ALTERNATIVE = re.compile(r"[,;]\s*(?:just\s+)?(?:use|prefer|go with|stick with)\b", re.I)
-_YOUR_OUTPUT = re.compile(
+_ALTERNATIVE = lazy(r"[,;]\s*(?:just\s+)?(?:use|prefer|go with|stick with)\b", re.I)
+_YOUR_OUTPUT = lazy(
     r"^(?:please\s+)?(?:keep|make|write|format|end|start|sign|limit|put|structure|wrap|shorten)\s+"
     r"(?:all\s+)?your\s+(?:\w+\s+)?(?:answers|responses|replies|explanations|summaries|messages|output|"
     r"comments|prs|pull requests)\b",
     re.I,
 )
-_QUANTIFIED = re.compile(
+_QUANTIFIED = lazy(
     r"^(?:please\s+)?(use|prefer|name|keep|format|put|stick|follow|avoid|indent|pin|spell|capitalize|"
     r"prefix|wrap)\b.*\b(?:for|in|on|to|with)\s+(?:all|every|each|any)\s+\w+",
     re.I,
 )
-_AVOID = re.compile(r"^(?:please\s+)?avoid\s+\w+", re.I)
+_AVOID = lazy(r"^(?:please\s+)?avoid\s+\w+", re.I)
 
 # Strong rules need no further evidence; weak ones must also pass the one-off checks.
 _STRONG, _WEAK = 2, 1
@@ -257,12 +259,12 @@ def same_subject(a: DetectedPreference, b: DetectedPreference) -> bool:
 
 # --------------------------------------------------------------------------- text preparation
 
-_TAGGED_BLOCK = re.compile(r"<([a-z][\w-]*)(?:\s[^>]*)?>.*?</\1>", re.S)
-_FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
-_INLINE_CODE = re.compile(r"`[^`\n]+`")
-_DOUBLE_QUOTED = re.compile(r"\"[^\"\n]+\"|\u201c[^\u201d\n]+\u201d")
-_SINGLE_QUOTED = re.compile(r"(?<!\w)['\u2018]((?:[^'\u2019\n]|(?<=\w)['\u2019](?=\w))+)['\u2019](?!\w)")
-_PLACEHOLDER = re.compile(r"zzq(\d+)zz")
+_TAGGED_BLOCK = lazy(r"<([a-z][\w-]*)(?:\s[^>]*)?>.*?</\1>", re.S)
+_FENCE = lazy(r"```.*?(?:```|\Z)", re.S)
+_INLINE_CODE = lazy(r"`[^`\n]+`")
+_DOUBLE_QUOTED = lazy(r"\"[^\"\n]+\"|\u201c[^\u201d\n]+\u201d")
+_SINGLE_QUOTED = lazy(r"(?<!\w)['\u2018]((?:[^'\u2019\n]|(?<=\w)['\u2019](?=\w))+)['\u2019](?!\w)")
+_PLACEHOLDER = lazy(r"zzq(\d+)zz")
 
 
 def _strip_blocks(prompt: str) -> str:
@@ -287,7 +289,7 @@ def _mask(text: str):
     return text, restore
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTENCE_END = lazy(r"(?<=[.!?])\s+|\n+")
 
 
 def _sentences(text: str) -> list[str]:
@@ -317,7 +319,7 @@ def _strip_fillers(text: str) -> tuple[str, bool]:
             return text.strip(), corrected
 
 
-_CLAUSE_SPLIT = re.compile(r"[,;:]\s+|\s+[-\u2013\u2014]+\s+")
+_CLAUSE_SPLIT = lazy(r"[,;:]\s+|\s+[-\u2013\u2014]+\s+")
 
 
 def _clauses(sentence: str) -> list[str]:
@@ -398,7 +400,7 @@ def _clause_strength(text: str, corrected: bool) -> int:
     return 0
 
 
-_DETERMINER = re.compile(r"^(?:(the|this|that|its|your)|these|those)\s+([^,;.!?]*)", re.I)
+_DETERMINER = lazy(r"^(?:(the|this|that|its|your)|these|those)\s+([^,;.!?]*)", re.I)
 
 
 def _specific_thing(phrase: str, any_definite: bool = False) -> bool:
@@ -500,7 +502,7 @@ def _swap_rule(text: str, corrected: bool) -> str:
     return ""
 
 
-_PHRASE_END = re.compile(r"[,;]|[.!](?:\s|$)|\s+(?:for|in|on|at|when|because|since|with|to|from|so|unless)\s+")
+_PHRASE_END = lazy(r"[,;]|[.!](?:\s|$)|\s+(?:for|in|on|at|when|because|since|with|to|from|so|unless)\s+")
 
 
 def _phrase_head(phrase: str) -> str:
@@ -550,18 +552,18 @@ def _is_plural(word: str) -> bool:
 
 # --------------------------------------------------------------------------- normalisation
 
-_DROP_MARKERS = re.compile(
+_DROP_MARKERS = lazy(
     rf"\s*,?\s*\b(?:from now on|from here on(?: out)?|going forward|moving forward|in the future|"
     rf"in future|for future reference|in (?:this|our|the) (?:repo|repository|project|codebase|monorepo))\b\s*,?",
     re.I,
 )
-_TRAILING_NOISE = re.compile(
+_TRAILING_NOISE = lazy(
     r"(?:[\s,]+(?:thanks|thank you|thx|ty|pls|please|ok\??|okay\??|lol|:\)|please don't|please do that))+[\s.!]*$"
     r"|[\s,.;:!]+$",
     re.I,
 )
 _LEAD_REWRITES: tuple[tuple[re.Pattern, str], ...] = tuple(
-    (re.compile(pattern, re.I), replacement)
+    (lazy(pattern, re.I), replacement)
     for pattern, replacement in (
         (r"^please[\s,]+", ""),
         (rf"^(?:make sure|be sure)\s+(?:to|you)\s+(always|never)\b", r"\1"),
@@ -581,7 +583,7 @@ _LEAD_REWRITES: tuple[tuple[re.Pattern, str], ...] = tuple(
 
 
 # ", and also fix the login bug": the rest of the prompt's task, not part of the instruction.
-_TASK_TAIL = re.compile(r"\s*[,;]\s*(?:and\s+)?(?:also|then|now|next|anyway)\b.*$|\s+and\s+(?:also|then)\b.*$", re.I)
+_TASK_TAIL = lazy(r"\s*[,;]\s*(?:and\s+)?(?:also|then|now|next|anyway)\b.*$|\s+and\s+(?:also|then)\b.*$", re.I)
 
 
 def _normalise(sentence: str) -> str:
@@ -653,14 +655,14 @@ def _rewrite_liking(text: str) -> str:
 
 # --------------------------------------------------------------------------- subject
 
-_SUBJECT_LEAD = re.compile(
+_SUBJECT_LEAD = lazy(
     rf"^(?:(?:by default|as a (?:general )?rule|always|never|don{_APOS}t|do not|dont|stop|quit|avoid|please|"
     rf"no|more|whenever you|every time you|each time you|when you)[\s,]+)+",
     re.I,
 )
 # "Before committing, always run the linter": the rule's object is in the main clause.
-_MAIN_CLAUSE = re.compile(r"^(?:when|whenever|once|before|after|while)\b[^,]*,\s*(?=(?:always|never)\b)", re.I)
-_SUBJECT_SPLIT = re.compile(r"\s*,?\s+(?:instead of|rather than|over|than|not)\s+|,\s*never\s+", re.I)
+_MAIN_CLAUSE = lazy(r"^(?:when|whenever|once|before|after|while)\b[^,]*,\s*(?=(?:always|never)\b)", re.I)
+_SUBJECT_SPLIT = lazy(r"\s*,?\s+(?:instead of|rather than|over|than|not)\s+|,\s*never\s+", re.I)
 # Words that end a noun phrase. A wh-word before any noun means the object is a clause
 # ("explain what you change"), and the verb is then the best key.
 _SUBJECT_STOP = frozenset("""
@@ -763,7 +765,7 @@ def _canonical(phrase: str) -> str:
 # --------------------------------------------------------------------------- category
 
 _CATEGORY_WORDS: tuple[tuple[str, re.Pattern], ...] = tuple(
-    (name, re.compile(pattern, re.I))
+    (name, lazy(pattern, re.I))
     for name, pattern in (
         ("testing", r"\b(?:tests?|testing|pytest|jest|vitest|mocha|mocks?|mocking|fixtures?|coverage|e2e|"
                     r"end-to-end|playwright|cypress|snapshot|unittest|regression|assert\w*|tdd|factories)\b"),

@@ -141,6 +141,34 @@ def near_duplicate(a: Memory, b: Memory, threshold: float = 0.8) -> bool:
     return len(ta & tb) / len(ta | tb) >= threshold
 
 
+class _Embedding:
+    """A query's vector computed on a thread of its own (onnxruntime and apsw both release the GIL).
+
+    An error in ``embed`` is raised by :meth:`result`, in the caller's thread.
+    """
+
+    def __init__(self, embed: EmbedFn, text: str) -> None:
+        import threading
+
+        self._embed, self._text = embed, text
+        self._value: Sequence[float] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="alma-embed", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._embed(self._text)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread by result()
+            self._error = e
+
+    def result(self) -> Sequence[float] | None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 @dataclass
 class Retriever:
     """Ranks the memories of one scope for a query."""
@@ -178,11 +206,14 @@ class Retriever:
                 vector: Sequence[float] | None) -> list[Hit]:
         # per type: enough for k hits of one type, or a fair share of k across types
         pool = max(POOL, self.k, k if len(types) == 1 else -(-2 * k // len(types)))
+        embedding = None
         if vector is None and self.embed is not None and query.strip():
-            vector = self.embed(query)
-        vec_hits = self.store.knn(scope, vector, pool, types) if vector is not None else []
+            embedding = _Embedding(self.embed, query)  # the model runs while SQLite ranks by words
         lq = lexical_query(query)
         lex_hits = self.store.lexical(scope, lq, 2 * pool, types)
+        if embedding is not None:
+            vector = embedding.result()
+        vec_hits = self.store.knn(scope, vector, pool, types) if vector is not None else []
         signals = fusion_signals(_stems(lq), vec_hits, lex_hits)
         # the lexical weight applies when both lists have something to say; alone, a list decides
         wl = self.lexical_weight if vec_hits and lex_hits else (1.0 if lex_hits else 0.0)

@@ -13,17 +13,17 @@ Scope is enforced here, not by callers:
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from .. import logs
 from ..config import ScopePolicy
 from ..errors import ScopeViolation
 from ..redact import redact
 from ..types import ANY, MEMORY_TYPES, ExecutionEvent, Hit, Memory, Scope, ScopeSummary, Task
 
-log = logging.getLogger("alma_hooks.storage")
+log = logs.get("alma_hooks.storage")
 
 Vector = Sequence[float] | bytes
 

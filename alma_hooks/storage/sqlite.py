@@ -47,12 +47,15 @@ CONTEXT_WEIGHT = 0.5
 KNN_OVERSAMPLE = 3
 KNN_MIN_CANDIDATES = 48
 #: A lexical query scores at most about this many postings (sum of its words' document counts).
-LEXICAL_POSTINGS_BUDGET = 10_000
-#: Page cache (KiB) of a store opened ``warm``: it fills only as pages are read. The re-rank reads
-#: a few hundred scattered 1.5 KB vectors per search; served by read() calls instead of the cache
-#: they cost 12 ms a search at 100k memories, a project's vectors being ~150 MB. (A memory map
-#: served them as fast, but turns a DB truncated under the engine into SIGBUS.)
-WARM_CACHE_KIB = 262_144
+#: At 100k memories BM25 over 10k postings cost ~3.4 ms, over 6k ~2 ms; a word left out is in
+#: over 6% of the memories (BM25 IDF under ~2.8, a rare word's ~9), and it still counts in the
+#: fusion's word coverage of every candidate found (retrieval.search.fusion_signals).
+LEXICAL_POSTINGS_BUDGET = 6_000
+#: Page cache (KiB) of a store opened ``warm``: it fills only as pages are read (memory rows, FTS
+#: doclists), which then stay in the engine whatever the kernel keeps cached (the development VM
+#: keeps almost nothing: a 4 KB read from the DB file costs ~60 us there). A memory map would be
+#: as fast, but turns a DB truncated under the engine into SIGBUS.
+WARM_CACHE_KIB = 131_072
 #: Below this share of all memories, a lexical search filters by project inside FTS5. Above it
 #: the filter costs more than it saves (100k memories, one project: 6.7 ms instead of 3.4 ms
 #: to rank; 1M across 10 projects: 8.8 ms instead of 32 ms).
@@ -351,8 +354,9 @@ class SQLiteStore(Store):
         """Nearest visible memories: a Hamming pass over the sign codes of each (type, partition), then
         the exact cosine of its ``KNN_OVERSAMPLE * k`` candidates (at least ``KNN_MIN_CANDIDATES``).
 
-        The coarse pass is sqlite-vec's KNN on ``memory_bits``, or, in a ``warm`` store, numpy over
-        codes held in memory (:mod:`.codes`); both return the same candidates up to ties. A partition
+        The coarse pass is sqlite-vec's KNN on ``memory_bits`` and the re-rank reads the candidates'
+        vectors, or, in a ``warm`` store, both run in numpy over what :mod:`.codes` holds in memory;
+        the two return the same candidates up to ties of the Hamming distance. A partition
         no larger than the candidate count is searched exactly; in larger ones a true neighbour can be
         missed only if its sign bits disagree with the query's more than the candidates' do (recall@10
         1.0 on clustered 384-d sets).
@@ -362,28 +366,9 @@ class SQLiteStore(Store):
             raise EmbeddingError(f"a query vector of {len(blob) // 4} dimensions does not fit this DB "
                                  f"({EMBEDDING_DIM})", "run `alma-hooks reembed`")
         coarse = max(KNN_MIN_CANDIDATES, KNN_OVERSAMPLE * int(k))
-        gens = self._vector_generations(scope) if self.codes is not None else {}
         code = self.conn.execute("SELECT vec_quantize_binary(?)", (blob,)).fetchone()[0]
-        candidates: dict[str, list[int]] = {}
-        for mtype in types or list(MEMORY_TYPES):
-            rids: list[int] = []
-            for p, a, u in self._partitions(scope, mtype):
-                key = (p, a, mtype, u)
-                if self.codes is not None:
-                    if key in gens:
-                        rids += self.codes.nearest(self.conn, key, gens[key], code, coarse)
-                else:
-                    rids += [r for (r,) in self.conn.execute(
-                        "SELECT rowid FROM memory_bits WHERE embedding MATCH vec_bit(?) AND k = ? "
-                        "AND project_id = ? AND agent = ? AND type = ? AND user_id = ?", (code, coarse, *key))]
-            candidates[mtype] = rids
-        wanted = [r for rids in candidates.values() for r in rids]
-        if not wanted:
-            return []
-        # the exact cosine; a zero vector has none (NULL) and is left out
-        dist = {rid: d for rid, d in self.conn.execute(
-            f"SELECT rid, vec_distance_cosine(embedding, ?) FROM memory_vectors WHERE rid IN "
-            f"({','.join('?' * len(wanted))})", (blob, *wanted)) if d is not None}
+        coarse_pass = self._coarse_in_memory if self.codes is not None else self._coarse_in_sqlite
+        candidates, dist = coarse_pass(scope, list(types or MEMORY_TYPES), blob, code, coarse)
         best: dict[int, float] = {}
         for rids in candidates.values():
             for rid in sorted((r for r in rids if r in dist), key=dist.__getitem__)[:int(k)]:
@@ -394,6 +379,39 @@ class SQLiteStore(Store):
         hits = [Hit(self._row_to_memory(r), 1.0 - best[r[0]], 1.0 - best[r[0]]) for r in rows]
         hits.sort(key=lambda h: -h.similarity)
         return hits[:k] if not types or len(types) == 1 else hits
+
+    def _coarse_in_memory(self, scope: Scope, types: list[str], blob: bytes, code: bytes,
+                          coarse: int) -> tuple[dict[str, list[int]], dict[int, float]]:
+        """Per type, the coarse candidates' rids, and every candidate's cosine distance (warm store)."""
+        import numpy as np
+
+        query = np.frombuffer(blob, dtype="<f4")
+        gens = self._vector_generations(scope)
+        candidates: dict[str, list[int]] = {}
+        dist: dict[int, float] = {}
+        for mtype in types:
+            found: dict[int, float] = {}
+            for p, a, u in self._partitions(scope, mtype):
+                key = (p, a, mtype, u)
+                if key in gens:
+                    found.update(self.codes.nearest(self.conn, key, gens[key], code, query, coarse))
+            candidates[mtype] = list(found)
+            dist.update(found)
+        return candidates, dist
+
+    def _coarse_in_sqlite(self, scope: Scope, types: list[str], blob: bytes, code: bytes,
+                          coarse: int) -> tuple[dict[str, list[int]], dict[int, float]]:
+        """The same with sqlite-vec's KNN on ``memory_bits`` and the vectors read from the DB."""
+        candidates = {mtype: [r for p, a, u in self._partitions(scope, mtype) for (r,) in self.conn.execute(
+            "SELECT rowid FROM memory_bits WHERE embedding MATCH vec_bit(?) AND k = ? "
+            "AND project_id = ? AND agent = ? AND type = ? AND user_id = ?", (code, coarse, p, a, mtype, u))]
+            for mtype in types}
+        wanted = [r for rids in candidates.values() for r in rids]
+        if not wanted:
+            return candidates, {}
+        return candidates, {rid: d for rid, d in self.conn.execute(  # a zero vector has no cosine (NULL)
+            f"SELECT rid, vec_distance_cosine(embedding, ?) FROM memory_vectors WHERE rid IN "
+            f"({','.join('?' * len(wanted))})", (blob, *wanted)) if d is not None}
 
     def _vector_generations(self, scope: Scope) -> dict[tuple[str, str, str, str], int]:
         """Generation of every vector partition the scope may read (see :mod:`.codes`)."""

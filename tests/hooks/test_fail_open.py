@@ -382,7 +382,7 @@ def test_read_only_db_dir_spools_and_never_quarantines(run_hook, alma_home, tmp_
 
 
 def test_log_stays_user_only_across_rotation(run_hook, alma_home):
-    from alma_hooks.entry import LOG_BYTES
+    from alma_hooks.logs import LOG_BYTES
 
     logs = alma_home / "logs"
     logs.mkdir(mode=0o700)

@@ -113,7 +113,7 @@ def stdin_bytes(draw: st.DrawFn, project: Path) -> bytes:
 # ---------------------------------------------------------------- the in-process hook
 
 def _reset_hook_logging() -> None:
-    """Forget the log handler of an earlier data dir (setup_logging installs one per process)."""
+    """Forget the log handler of an earlier data dir (logs.to_file installs one per process)."""
     root = logging.getLogger("alma_hooks")
     for h in [h for h in root.handlers if getattr(h, "alma_hooks_log", False)]:
         root.removeHandler(h)

@@ -111,6 +111,36 @@ def test_refresh_reloads_only_partitions_that_changed(db: Path) -> None:
         other.close()
 
 
+def test_appends_rewrites_and_deletes_by_another_process_all_reach_the_cache(db: Path) -> None:
+    """Appended vectors are read alone; a rewritten or deleted one makes the partition reload whole."""
+    engine = SQLiteStore(db, warm=True)
+    other = SQLiteStore(db)
+    rng = random.Random(8)
+    try:
+        made = fill(other, 80)
+        engine.knn(MAIN, unit(rng), 5, ["outcome"])
+        # appended: two new memories embedded in order
+        news = [other.add(MAIN, Outcome(project_id=PROJECT, task_description=f"new {i}", success=True))
+                for i in range(2)]
+        vecs = [unit(rng) for _ in news]
+        other.set_embeddings(MODEL, [(m.id, v) for m, v in zip(news, vecs)])
+        for m, v in zip(news, vecs):
+            assert engine.knn(MAIN, v, 1, ["outcome"])[0].memory.id == m.id
+        # rewritten in place: an older memory gets another vector under the same rid
+        old_id, _ = made[3]
+        fresh = unit(rng)
+        other.set_embeddings(MODEL, [(old_id, fresh)])
+        hit = engine.knn(MAIN, fresh, 1, ["outcome"])[0]
+        assert hit.memory.id == old_id and hit.similarity == pytest.approx(1.0, abs=1e-5)
+        # deleted
+        other.delete(MAIN, news[1].id, reason="test")
+        assert news[1].id not in {h.memory.id for h in engine.knn(MAIN, vecs[1], 100, ["outcome"])}
+        assert len(engine.codes._parts[(PROJECT, "main", "outcome", "")].rids) == 81
+    finally:
+        engine.close()
+        other.close()
+
+
 def test_cached_codes_never_cross_scopes(db: Path) -> None:
     engine = SQLiteStore(db, warm=True)
     try:
@@ -132,7 +162,8 @@ def test_the_cache_holds_at_most_max_rows_codes(db: Path) -> None:
         for p in range(4):
             key = (f"p{p}", "main", "outcome", "")
             gen = store._vector_generations(Scope(f"p{p}", "main", ""))[key]
-            assert len(cache.nearest(store.conn, key, gen, b"\0" * (EMBEDDING_DIM // 8), 5)) == 5
+            query = unit(random.Random(p))
+            assert len(cache.nearest(store.conn, key, gen, b"\0" * (EMBEDDING_DIM // 8), query, 5)) == 5
         assert cache.held() == [("p2", "main", "outcome", ""), ("p3", "main", "outcome", "")]
         assert cache._rows == 60
     finally:
