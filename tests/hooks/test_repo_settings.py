@@ -33,3 +33,17 @@ def test_plugin_hooks_stand_down_when_settings_run_them(project, hook_env, confi
                           cwd=project, capture_output=True, timeout=60)
     assert proc.returncode == 0
     assert not config.db_path.exists() or query(config.db_path, "SELECT count(*) FROM events") == [(0,)]
+
+
+def test_install_and_the_entry_agree_with_the_plugins_hooks_json():
+    """The event table lives in hooks/hooks.json (the plugin), install.HOOK_EVENTS (settings) and the
+    entry's own deadlines; they must not drift apart."""
+    from alma_hooks.entry import DEADLINES
+    from alma_hooks.install import HOOK_EVENTS
+
+    shipped = json.loads((REPO / "hooks" / "hooks.json").read_text())["hooks"]
+    table = {event: (groups[0].get("matcher"), groups[0]["hooks"][0]["timeout"]) for event, groups in shipped.items()}
+    assert table == HOOK_EVENTS
+    assert set(DEADLINES) == set(HOOK_EVENTS)
+    for event, (_, timeout) in HOOK_EVENTS.items():
+        assert DEADLINES[event] < timeout, event  # the hook gives up before Claude Code kills it
