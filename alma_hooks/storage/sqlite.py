@@ -437,7 +437,10 @@ class SQLiteStore(Store):
     @_translate
     def lexical(self, scope: Scope, query: str, k: int, types: Sequence[str] | None = None) -> list[Hit]:
         share = self._project_share(scope)
-        words = self._match_expression(query, share)
+        # In the engine the budget bounds the postings scored, those of the scope; a short-lived
+        # process reads every doclist from disk, whatever the project filter, so there it bounds
+        # the postings read (1M memories across 10 projects: 14 ms instead of 29 ms, cold).
+        words = self._match_expression(query, share if self.codes is not None else 1.0)
         if not words:
             return []
         match = f"{{text context}} : ({words})"
