@@ -209,12 +209,20 @@ INSERT INTO memory_bits(rowid, project_id, agent, type, user_id, embedding, vect
 CREATE VIRTUAL TABLE memories_vocab USING fts5vocab(memories_fts, 'row');
 """
 
+# Pulls of earlier versions deleted a replaced or remotely deleted memory's exact vector but
+# not its coarse one: drop the coarse rows that lost their exact twin (KNN would otherwise
+# carry candidates of memories that no longer exist, or of a later memory reusing the rowid).
+m006_orphan_coarse_vectors = """
+DELETE FROM memory_bits WHERE rowid NOT IN (SELECT rowid FROM memory_vec);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_memories", m001_memories),
     ("m002_audit_user", m002_audit_user),
     ("m003_fts_context", m003_fts_context),
     ("m004_sync", m004_sync),
     ("m005_search_indexes", m005_search_indexes),
+    ("m006_orphan_coarse_vectors", m006_orphan_coarse_vectors),
 ]
 
 _names = [name for name, _ in MIGRATIONS]

@@ -309,7 +309,7 @@ class Replica:
         old = store._row_to_memory(self.conn.execute(f"SELECT {_COLUMNS} FROM memories WHERE rid = ?",
                                                      (rid,)).fetchone())
         store._audit(old, "delete", f"sync: deleted on replica {ch.origin}", json.dumps(old.to_dict()))
-        self.conn.execute("DELETE FROM memory_vec WHERE rowid = ?", (rid,))
+        store._delete_vector(rid)  # both indexes: a coarse row left behind would outlive its memory
         self.conn.execute("DELETE FROM memories WHERE rid = ?", (rid,))
         store._bump(old.project_id, old.agent)
 
@@ -319,7 +319,7 @@ class Replica:
         if row is not None:
             last = self.conn.execute("SELECT last_retrieved FROM memories WHERE rid = ?", (row[0],)).fetchone()[0]
             memory = dataclasses.replace(memory, last_retrieved=max(last, memory.last_retrieved))
-            self.conn.execute("DELETE FROM memory_vec WHERE rowid = ?", (row[0],))
+            store._delete_vector(row[0])
             self.conn.execute("DELETE FROM memories WHERE rid = ?", (row[0],))
         vector = None
         db_model = store.embedding_model()
