@@ -203,8 +203,7 @@ def stop(ctx: Context) -> None:
         duration_ms=int((time.time() - task.started_at) * 1000), session_id=ctx.session_id,
         error=next((e.error for e in reversed(events) if not e.ok and e.error), "")[:400],
         source_ids=[e.id for e in events][-50:], confidence=0.5)
-    stored = ctx.store.add(ctx.scope, outcome, reason="task closed")
-    ctx.store.close_task(ctx.scope, task.id, stored.id, time.time())
+    stored = ctx.store.close_task_with_outcome(ctx.scope, task.id, outcome, time.time(), reason="task closed")
     _learn(ctx, stored)
     return None
 
