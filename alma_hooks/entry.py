@@ -70,8 +70,12 @@ def _log_handler(home: Path) -> logging.Handler:
         def format(self, record: logging.LogRecord) -> str:
             return redact(super().format(record))
 
+    class QuietRotatingFileHandler(RotatingFileHandler):
+        def handleError(self, record: logging.LogRecord) -> None:
+            pass  # a log that cannot be written (disk full) is dropped: never a traceback on the hook's stderr
+
     class UserOnlyRotatingHandler(logging.Handler):
-        """A rotating file handler opened on the first record, every file user-only."""
+        """A rotating file handler opened on the first record, every file user-only; never raises."""
 
         alma_hooks_log = True
 
@@ -87,10 +91,13 @@ def _log_handler(home: Path) -> logging.Handler:
             try:
                 if self.inner is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                    self.inner = RotatingFileHandler(self.path, maxBytes=LOG_BYTES, backupCount=3, encoding="utf-8")
+                    self.inner = QuietRotatingFileHandler(self.path, maxBytes=LOG_BYTES, backupCount=3,
+                                                          encoding="utf-8")
                     self.inner.setFormatter(
                         RedactingFormatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
                 self.inner.emit(record)
+            except OSError:
+                pass  # no room for the log (or no log dir): the hook's work and its spool go on
             finally:
                 os.umask(old)
 
@@ -282,13 +289,15 @@ def _fail_open(error: BaseException, payload: dict[str, Any], home: str | Path) 
     try:
         from pathlib import Path
 
-        from .errors import StoreCorrupt, StoreUnavailable
+        from .errors import AlmaError, StoreCorrupt, StoreUnavailable
 
         home = Path(home)
         log = setup_logging(home)
 
         event = payload.get("hook_event_name", "?")
-        log.warning("%s failed open: %s: %s", event, type(error).__name__, error,
+        # an AlmaError says what to do about it too (free disk space, upgrade, ...)
+        what = error.one_line() if isinstance(error, AlmaError) else error
+        log.warning("%s failed open: %s: %s", event, type(error).__name__, what,
                     exc_info=not isinstance(error, (StoreUnavailable, _Deadline, ValueError)))
         # a prompt opens the task its tool calls belong to: keep it when the store is unavailable
         # (not on a deadline: replaying it inside a later hook's shorter deadline could never finish)

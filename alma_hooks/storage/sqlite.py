@@ -93,11 +93,29 @@ def _translate(fn: _F) -> _F:
         except (apsw.ReadOnlyError, apsw.CantOpenError, apsw.PermissionsError) as e:
             raise StoreUnavailable(f"the database cannot be written: {e}", "check the file's permissions") from e
         except (apsw.FullError, apsw.IOError) as e:
-            raise StoreUnavailable(f"the database cannot be written: {e}", "free disk space") from e
+            store = args[0] if args and isinstance(args[0], SQLiteStore) else None
+            where = _full_disk(store.path) if store is not None else ""
+            raise StoreUnavailable(f"the database cannot be written: {e}" + (f"; the disk holding {where} is full"
+                                                                             if where else ""),
+                                   "free disk space; hook captures wait in the spool until then") from e
         except apsw.ConstraintError as e:
             raise AlmaError(f"refused by the database: {e}", "a memory with this id already exists") from e
 
     return wrapper  # type: ignore[return-value]
+
+
+#: Below this many free bytes a disk counts as full in error messages.
+FULL_DISK_BYTES = 1 << 20
+
+
+def _full_disk(path: Path) -> str:
+    """The directory of ``path`` when its filesystem has (almost) no space left, else ''."""
+    directory = Path(path).parent
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return ""
+    return str(directory) if st.f_bavail * st.f_frsize < FULL_DISK_BYTES else ""
 
 
 class SQLiteStore(Store):
