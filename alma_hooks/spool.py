@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .redact import redact_obj
+from .redact import cut_head, cut_tail, redact_obj
 
 MAX_REPLAY = 200
 #: At most this many waiting captures; past it new ones are dropped (logged) rather than fill the disk.
@@ -109,7 +109,8 @@ def _bounded(obj: Any) -> Any:
     if isinstance(obj, str):
         if len(obj) <= MAX_CHARS_HEAD + MAX_CHARS_TAIL:
             return obj
-        return obj[:MAX_CHARS_HEAD] + "\n[...]\n" + obj[-MAX_CHARS_TAIL:]
+        # cut between tokens: half a secret would no longer be recognised by the redactor
+        return cut_head(obj, MAX_CHARS_HEAD) + "\n[...]\n" + cut_tail(obj, MAX_CHARS_TAIL)
     if isinstance(obj, dict):
         return {k: _bounded(v) for k, v in obj.items()}
     if isinstance(obj, list):
