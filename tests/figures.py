@@ -1,7 +1,7 @@
 """Figures the reliability tests measure, collected by ``bench/reliability.py``.
 
 A test calls ``record("name", key=value, ...)`` with what it counted. Nothing is written
-unless ``ALMA_RELIABILITY_FIGURES`` names a file (the fault runner sets it): then each call
+unless ``RELIABILITY_FIGURES`` names a file (the fault runner sets it): then each call
 appends one JSON line. Figures are reported, never asserted on (no timing assertions).
 """
 
@@ -11,9 +11,9 @@ import json
 import os
 from typing import Any
 
-ENV = "ALMA_RELIABILITY_FIGURES"
+ENV = "RELIABILITY_FIGURES"  # (not ALMA_*: the hook tests clear those)
 #: Set by the fault runner: the small default-run variants of a test skip, its soak variant runs.
-FULL_ENV = "ALMA_RELIABILITY_FULL"
+FULL_ENV = "RELIABILITY_FULL_RUN"
 
 
 def record(name: str, **values: Any) -> None:
