@@ -7,8 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from figures import record
+from figures import full_run, record
 from hooktools import HookResult, assert_fail_open, make_payload, percentiles, query, spawn_hook
+
+pytestmark = pytest.mark.fault
 
 WORKERS = 8
 #: One task of a worker: a prompt, three tool calls (one failing), the end of the turn.
@@ -100,4 +102,6 @@ def _check_load(n: int, project: Path, hook_env: dict[str, str], alma_home: Path
     pytest.param(1000, id="8x1000", marks=[pytest.mark.slow, pytest.mark.soak]),
 ])
 def test_concurrent_sessions_lose_nothing(events_per_session, project, hook_env, alma_home):
+    if events_per_session < 1000 and full_run():
+        pytest.skip("the fault runner runs the 8 x 1000 variant")
     _check_load(events_per_session, project, hook_env, alma_home)

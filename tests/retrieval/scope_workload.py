@@ -37,7 +37,8 @@ from alma_hooks.types import ANY, Memory, Scope
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / ".venv" / "bin" / "alma-hooks"
-N_MEMORIES = 100_000
+#: 100,400 written: the random writes delete ~200, so over 100,000 remain
+N_MEMORIES = 100_400
 PROJECTS = [f"github.com/team{i}/service{i}" for i in range(6)]
 AGENTS = ["main", "helena", "victor", "reviewer"]
 USERS = ["ann@example.com", "bob@example.com", "cho@example.com"]
@@ -95,7 +96,7 @@ def build(path: Path, embedder: Any, seed: int = 11) -> Workload:
     texts: dict[str, str] = {}
     store = SQLiteStore(path, ScopePolicy.permissive(), actor="workload")
     try:
-        batch = 20_000
+        batch = N_MEMORIES // 5
         for _ in range(N_MEMORIES // batch):
             mems = [_place(bench.make_memory(rng, PROJECTS[0], now - rng.uniform(0, 180 * 86400)), rng)
                     for _ in range(batch)]
