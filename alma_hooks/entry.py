@@ -295,7 +295,7 @@ def _fail_open(error: BaseException, payload: dict[str, Any], home: str | Path) 
     try:
         from pathlib import Path
 
-        from .errors import StoreCorrupt, StoreUnavailable
+        from .errors import AlmaError, StoreCorrupt, StoreUnavailable
 
         from . import logs
 
@@ -304,7 +304,9 @@ def _fail_open(error: BaseException, payload: dict[str, Any], home: str | Path) 
         log = logs.get("alma_hooks.entry")
 
         event = payload.get("hook_event_name", "?")
-        log.warning("%s failed open: %s: %s", event, type(error).__name__, error,
+        # an AlmaError says what to do about it too (free disk space, upgrade, ...)
+        what = error.one_line() if isinstance(error, AlmaError) else error
+        log.warning("%s failed open: %s: %s", event, type(error).__name__, what,
                     exc_info=not isinstance(error, (StoreUnavailable, _Deadline, ValueError)))
         # a prompt opens the task its tool calls belong to: keep it when the store is unavailable
         # (not on a deadline: replaying it inside a later hook's shorter deadline could never finish)

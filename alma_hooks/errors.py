@@ -49,8 +49,12 @@ class StoreCorrupt(StoreUnavailable):
     """The database file is not a valid SQLite database or fails quick_check."""
 
 
-class SchemaTooNew(AlmaError):
-    """The database was written by a newer alma-hooks."""
+class SchemaTooNew(StoreUnavailable):
+    """The database was written by a newer alma-hooks.
+
+    Unavailable to this version, not broken: hooks keep their captures in the
+    spool (an upgraded alma-hooks replays them) and never quarantine the file.
+    """
 
     exit_code = 4
 

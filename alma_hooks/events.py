@@ -30,7 +30,7 @@ from . import logs
 from .config import Config, load_config
 from .learning.outcomes import (classify_feedback, infer_success, split_attempts, summarize_input,
                                 summarize_result)
-from .redact import redact
+from .redact import redact, redact_head
 from .storage.base import Store
 from .types import ExecutionEvent, MAIN_AGENT, MemorySlice, Outcome, Preference, Scope, Task, derived_id, new_id
 
@@ -123,7 +123,7 @@ def user_prompt_submit(ctx: Context) -> dict[str, Any] | None:
     _capture_preference(ctx, prompt)
     prompt_key = ctx.payload.get("prompt_id") or prompt
     ctx.store.open_task(ctx.scope, Task(project_id=ctx.scope.project_id, agent=ctx.scope.agent,
-                                        session_id=ctx.session_id, description=prompt[:MAX_TASK_TEXT],
+                                        session_id=ctx.session_id, description=redact_head(prompt, MAX_TASK_TEXT),
                                         id=derived_id("task", ctx.session_id, ctx.scope.agent, prompt_key)))
     return _inject("UserPromptSubmit", inject_text(ctx, "UserPromptSubmit", prompt))
 
@@ -136,7 +136,7 @@ def pre_tool_use(ctx: Context) -> None:
     if not isinstance(tool_input, dict):
         return None
     sub = ctx.for_agent(agent_name(tool_input.get("subagent_type") or "general-purpose"))
-    text = str(tool_input.get("prompt") or tool_input.get("description") or "")[:MAX_TASK_TEXT]
+    text = redact_head(str(tool_input.get("prompt") or tool_input.get("description") or ""), MAX_TASK_TEXT)
     if text.strip():
         key = ctx.payload.get("tool_use_id") or text
         sub.store.open_task(sub.scope, Task(project_id=sub.scope.project_id, agent=sub.scope.agent,
@@ -203,8 +203,7 @@ def stop(ctx: Context) -> None:
         duration_ms=int((time.time() - task.started_at) * 1000), session_id=ctx.session_id,
         error=next((e.error for e in reversed(events) if not e.ok and e.error), "")[:400],
         source_ids=[e.id for e in events][-50:], confidence=0.5)
-    stored = ctx.store.add(ctx.scope, outcome, reason="task closed")
-    ctx.store.close_task(ctx.scope, task.id, stored.id, time.time())
+    stored = ctx.store.close_task_with_outcome(ctx.scope, task.id, outcome, time.time(), reason="task closed")
     _learn(ctx, stored)
     return None
 
@@ -243,7 +242,7 @@ def _apply_feedback(ctx: Context, prompt: str) -> None:
     if last.success != success or not last.feedback.startswith("user"):
         import dataclasses
 
-        updated = dataclasses.replace(last, success=success, feedback=f"user: {redact(prompt[:200])}")
+        updated = dataclasses.replace(last, success=success, feedback=f"user: {redact_head(prompt, 200)}")
         ctx.store.update(ctx.scope, updated, reason="user feedback")
         _learn(ctx, updated)
 

@@ -98,8 +98,14 @@ def _handler(path: str) -> Any:
         def format(self, record: logging.LogRecord) -> str:
             return redact(super().format(record))
 
+    from logging.handlers import RotatingFileHandler
+
+    class QuietRotatingFileHandler(RotatingFileHandler):
+        def handleError(self, record: logging.LogRecord) -> None:
+            pass  # a log that cannot be written (disk full) is dropped: never a traceback on the hook's stderr
+
     class UserOnlyRotatingHandler(logging.Handler):
-        """A rotating file handler opened on the first record, every file user-only."""
+        """A rotating file handler opened on the first record, every file user-only; never raises."""
 
         alma_hooks_log = path
 
@@ -113,13 +119,14 @@ def _handler(path: str) -> Any:
             old = os.umask(0o077)
             try:
                 if self.inner is None:
-                    from logging.handlers import RotatingFileHandler
-
                     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-                    self.inner = RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=3, encoding="utf-8")
+                    self.inner = QuietRotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=3,
+                                                          encoding="utf-8")
                     self.inner.setFormatter(
                         RedactingFormatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
                 self.inner.emit(record)
+            except OSError:
+                pass  # no room for the log (or no log dir): the hook's work and its spool go on
             finally:
                 os.umask(old)
 

@@ -549,3 +549,40 @@ def test_pathological_inputs_finish():
     ]:
         redacted = redact(text)
         assert redact(redacted) == redacted
+
+
+# ---------------------------------------------------------------- cutting before redacting (found by the hook corpus test)
+
+def _fragments(secret: str) -> list[str]:
+    return [secret[i:i + 12] for i in range(0, len(secret) - 11)]
+
+
+@pytest.mark.parametrize("at", [1, 5, 20, len(HUGGINGFACE) - 1])
+def test_a_secret_straddling_a_cut_is_redacted_whole(at):
+    from alma_hooks.redact import cut_head, cut_tail, redact_head
+
+    text = "huggingface-cli login --token " + HUGGINGFACE + " and then retry"
+    limit = text.index(HUGGINGFACE) + at  # the cut falls inside the token
+    head = redact_head(text, limit)
+    assert len(head) <= limit and not any(f in head for f in _fragments(HUGGINGFACE))
+    assert HUGGINGFACE in cut_head(text, limit)  # whole tokens: the redactor sees the secret
+    tail_limit = len(text) - text.index(HUGGINGFACE) - at
+    assert HUGGINGFACE in cut_tail(text, tail_limit)
+
+
+def test_summaries_redact_before_cutting_and_joining_lines():
+    from alma_hooks.learning.outcomes import MAX_SUMMARY, summarize_input, summarize_result
+
+    command = "x" * (MAX_SUMMARY - 10) + " --token " + HUGGINGFACE
+    assert not any(f in summarize_input("Bash", {"command": command}) for f in _fragments(HUGGINGFACE))
+    yaml = "database:\n  user: app\n  password: Tr0ub4dor&3\n  host: db.internal\n"
+    summary = summarize_result("Bash", {"stdout": yaml})
+    assert "Tr0ub4dor" not in summary and "host: db.internal" in summary
+
+
+def test_spooled_long_strings_are_cut_between_tokens():
+    from alma_hooks import spool
+
+    text = "a" * (spool.MAX_CHARS_HEAD - 5) + " " + HUGGINGFACE + " " + "b " * spool.MAX_CHARS_TAIL
+    bounded = spool._bounded({"stdout": text})["stdout"]
+    assert HUGGINGFACE in bounded and not any(f in redact(bounded) for f in _fragments(HUGGINGFACE))

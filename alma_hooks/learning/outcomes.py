@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..patterns import lazy
+from ..redact import redact_head
 from ..types import ExecutionEvent
 
 MAX_SUMMARY = 400
@@ -34,7 +35,9 @@ POSITIVE_FEEDBACK = lazy(
 
 
 def _clip(text: str, limit: int = MAX_SUMMARY) -> str:
-    text = " ".join(text.split())
+    # redacted before its lines are joined and it is cut: a secret cut in half, or a `password:` line run
+    # into the next one, no longer matches its rule (the store redacts again, but too late for those)
+    text = " ".join(redact_head(text, 4 * limit).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -49,7 +52,7 @@ def summarize_input(tool: str, tool_input: Any) -> str:
     for key in ("file_path", "path", "pattern", "url", "query", "notebook_path"):
         if key in tool_input:
             return _clip(f"{key}={tool_input[key]}")
-    return _clip(json.dumps(tool_input, ensure_ascii=False, default=str)[:2000])
+    return _clip(json.dumps(tool_input, ensure_ascii=False, default=str))
 
 
 def summarize_result(tool: str, response: Any) -> str:
@@ -66,7 +69,8 @@ def summarize_result(tool: str, response: Any) -> str:
     if tests:
         return _clip(tests)
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return _clip(" | ".join(lines[-3:]))
+    tail = redact_head("\n".join(lines[-3:]), 4 * MAX_SUMMARY)  # before the lines run into one
+    return _clip(" | ".join(ln for ln in tail.splitlines() if ln.strip()))
 
 
 def test_summary(text: str) -> str:

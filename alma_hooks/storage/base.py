@@ -96,6 +96,16 @@ class Store(ABC):
     def close_task(self, scope: Scope, task_id: str, outcome_id: str, when: float) -> None:
         """Mark a task closed with the outcome that ended it."""
 
+    def close_task_with_outcome(self, scope: Scope, task_id: str, outcome: Memory, when: float, *,
+                                reason: str = "task closed") -> Memory:
+        """Store the outcome that ended a task and close the task with it; returns the outcome as stored.
+
+        Backends with transactions do both in one (SQLite), so a crash leaves both or neither.
+        """
+        stored = self.add(scope, outcome, reason=reason)
+        self.close_task(scope, task_id, stored.id, when)
+        return stored
+
     @abstractmethod
     def record_injection(self, scope: Scope, session_id: str, event: str, items: Sequence[tuple[str, int]],
                          tokens: int, when: float) -> None:

@@ -513,6 +513,8 @@ class FileStore(Store):
             old = self._tasks.get(task.id)
             if old is not None and (old[1].project_id, old[1].agent) != (scope.project_id, scope.agent):
                 raise NotFound(f"no task {task.id} in this scope")  # never take over another scope's task
+            if old is not None and old[1].closed_at:
+                return dataclasses.replace(old[1], injected_ids=list(old[1].injected_ids))  # never reopened
             self._append("tasks", [dataclasses.asdict(task)])
         return task
 

@@ -106,11 +106,29 @@ def _translate(fn: _F) -> _F:
         except (apsw.ReadOnlyError, apsw.CantOpenError, apsw.PermissionsError) as e:
             raise StoreUnavailable(f"the database cannot be written: {e}", "check the file's permissions") from e
         except (apsw.FullError, apsw.IOError) as e:
-            raise StoreUnavailable(f"the database cannot be written: {e}", "free disk space") from e
+            store = args[0] if args and isinstance(args[0], SQLiteStore) else None
+            where = _full_disk(store.path) if store is not None else ""
+            raise StoreUnavailable(f"the database cannot be written: {e}" + (f"; the disk holding {where} is full"
+                                                                             if where else ""),
+                                   "free disk space; hook captures wait in the spool until then") from e
         except apsw.ConstraintError as e:
             raise AlmaError(f"refused by the database: {e}", "a memory with this id already exists") from e
 
     return wrapper  # type: ignore[return-value]
+
+
+#: Below this many free bytes a disk counts as full in error messages.
+FULL_DISK_BYTES = 1 << 20
+
+
+def _full_disk(path: Path) -> str:
+    """The directory of ``path`` when its filesystem has (almost) no space left, else ''."""
+    directory = Path(path).parent
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return ""
+    return str(directory) if st.f_bavail * st.f_frsize < FULL_DISK_BYTES else ""
 
 
 class SQLiteStore(Store):
@@ -263,11 +281,14 @@ class SQLiteStore(Store):
         self.check_write(scope, memory)
         memory = redact_memory(memory)
         with self._write():
-            memory = outbox.stamp(self.conn, memory)
-            self._insert(memory)
-            self._audit(memory, "create", reason)
-            self._bump(memory.project_id, memory.agent)
-            outbox.on_write(self.conn, memory)  # the outbox row commits with the write, or not at all
+            return self._add_in_transaction(memory, reason)
+
+    def _add_in_transaction(self, memory: Memory, reason: str) -> Memory:
+        memory = outbox.stamp(self.conn, memory)
+        self._insert(memory)
+        self._audit(memory, "create", reason)
+        self._bump(memory.project_id, memory.agent)
+        outbox.on_write(self.conn, memory)  # the outbox row commits with the write, or not at all
         return memory
 
     @_translate
@@ -614,11 +635,16 @@ class SQLiteStore(Store):
             self.check_event(scope, ExecutionEvent(project_id=task.project_id, agent=task.agent, tool=""))
         task = dataclasses.replace(task, description=redact(task.description), user_id=scope.user_id)
         with self._write():
-            owner = self.conn.execute("SELECT project_id, agent FROM tasks WHERE id = ?", (task.id,)).fetchone()
-            if owner is not None and tuple(owner) != (task.project_id, task.agent):
+            owner = self.conn.execute("SELECT project_id, agent, closed_at FROM tasks WHERE id = ?",
+                                      (task.id,)).fetchone()
+            if owner is not None and tuple(owner[:2]) != (task.project_id, task.agent):
                 from ..errors import ScopeViolation
 
                 raise ScopeViolation("write refused: the task id belongs to another scope")
+            if owner is not None and owner[2]:
+                # the same prompt again (a replayed or twice-handled event): reopening would detach
+                # the task from the outcome that closed it, and its next Stop would fail on that id
+                return self._task(task.id)
             # a new task of this session and agent supersedes any earlier open one
             self.conn.execute("UPDATE tasks SET closed_at = ? WHERE project_id = ? AND agent = ? AND session_id = ? "
                               "AND closed_at = 0 AND id != ?",
@@ -630,22 +656,45 @@ class SQLiteStore(Store):
                  task.started_at, task.closed_at, task.outcome_id, json.dumps(task.injected_ids)))
         return task
 
+    _TASK_COLUMNS = ("id, project_id, agent, user_id, session_id, description, started_at, closed_at, outcome_id, "
+                     "injected_ids")
+
+    def _task(self, task_id: str) -> Task:
+        return self._row_to_task(self.conn.execute(f"SELECT {self._TASK_COLUMNS} FROM tasks WHERE id = ?",
+                                                   (task_id,)).fetchone())
+
     @_translate
     def current_task(self, scope: Scope, session_id: str) -> Task | None:
         r = self.conn.execute(
-            "SELECT id, project_id, agent, user_id, session_id, description, started_at, closed_at, outcome_id, "
-            "injected_ids FROM tasks WHERE project_id = ? AND agent = ? AND session_id = ? AND closed_at = 0 "
-            "ORDER BY started_at DESC LIMIT 1", (scope.project_id, scope.agent, session_id)).fetchone()
-        if r is None:
-            return None
+            f"SELECT {self._TASK_COLUMNS} FROM tasks WHERE project_id = ? AND agent = ? AND session_id = ? "
+            "AND closed_at = 0 ORDER BY started_at DESC LIMIT 1", (scope.project_id, scope.agent, session_id)).fetchone()
+        return None if r is None else self._row_to_task(r)
+
+    @staticmethod
+    def _row_to_task(r: Sequence[Any]) -> Task:
         return Task(id=r[0], project_id=r[1], agent=r[2], user_id=r[3], session_id=r[4], description=r[5],
                     started_at=r[6], closed_at=r[7], outcome_id=r[8], injected_ids=json.loads(r[9]))
 
     @_translate
     def close_task(self, scope: Scope, task_id: str, outcome_id: str, when: float) -> None:
         with self._write():
-            self.conn.execute("UPDATE tasks SET closed_at = ?, outcome_id = ? WHERE id = ? AND project_id = ? "
-                              "AND agent = ?", (when, outcome_id, task_id, scope.project_id, scope.agent))
+            self._close_task(scope, task_id, outcome_id, when)
+
+    def _close_task(self, scope: Scope, task_id: str, outcome_id: str, when: float) -> None:
+        self.conn.execute("UPDATE tasks SET closed_at = ?, outcome_id = ? WHERE id = ? AND project_id = ? "
+                          "AND agent = ?", (when, outcome_id, task_id, scope.project_id, scope.agent))
+
+    @_translate
+    def close_task_with_outcome(self, scope: Scope, task_id: str, outcome: Memory, when: float, *,
+                                reason: str = "task closed") -> Memory:
+        # one transaction: a kill -9 between the two writes left an outcome whose task stayed open,
+        # and a replay of that Stop then failed on the outcome's id
+        self.check_write(scope, outcome)
+        outcome = redact_memory(outcome)
+        with self._write():
+            stored = self._add_in_transaction(outcome, reason)
+            self._close_task(scope, task_id, stored.id, when)
+        return stored
 
     @_translate
     def record_injection(self, scope: Scope, session_id: str, event: str, items: Sequence[tuple[str, int]],

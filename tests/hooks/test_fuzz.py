@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from figures import full_run, record
 from hooktools import EVENTS, USER_ID, assert_fail_open, make_payload, query
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -35,7 +36,9 @@ FIELDS = ("hook_event_name", "session_id", "cwd", "prompt", "tool_name", "tool_i
 CAPTURING = ("UserPromptSubmit", "PostToolUse", "PostToolUseFailure")
 EDGE_TEXT = ("\ud800", "\udfff", "\ud83d\ude00", "\u202eevil\u202c", "\u05e9\u05dc\u05d5\u05dd", "\x00",
              "\ufeff", "e\u0301", "\u200b\u200d", "\ufffd", "\\u0000", '"}{', "]]]", "\n\r\t")
-FUZZ = settings(max_examples=150, deadline=None, derandomize=False,
+#: More cases in the fault runner's full run (bench/reliability.py) than in the default suite.
+HOOK_CASES, CLI_CASES = (1000, 500) if full_run() else (150, 100)
+FUZZ = settings(max_examples=HOOK_CASES, deadline=None, derandomize=False,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large, HealthCheck.large_base_example])
 
@@ -165,6 +168,7 @@ def _files_holding(root: Path, needle: bytes) -> list[Path]:
 
 def test_hook_stdin_fuzz_fails_open_and_stores_no_secret(hook_process, project: Path, tmp_path: Path) -> None:
     homes = iter(range(10**9))
+    tally = {"cases": 0, "exit0": 0}
 
     @FUZZ
     @given(data=st.data())
@@ -173,12 +177,15 @@ def test_hook_stdin_fuzz_fails_open_and_stores_no_secret(hook_process, project: 
         home = tmp_path / f"home-{next(homes)}"
         home.mkdir(mode=0o700)
         code, stdout = hook_process(raw, home)
+        tally["cases"] += 1
+        tally["exit0"] += code == 0
         assert code == 0
         _assert_reply(stdout)
         leaked = _files_holding(home, AWS_KEY.encode()) + _files_holding(project, AWS_KEY.encode())
         assert not leaked, f"secret stored unredacted in {leaked}"
 
     check()
+    record("fuzz", target="hook stdin", **tally)
 
 
 @pytest.mark.parametrize("duration", [2**70, -(2**70), 1e308, "Infinity", "NaN"])
@@ -297,8 +304,9 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, project: Path) -> P
 
 def test_cli_argument_fuzz_never_tracebacks(cli_env: Path, project: Path, tmp_path: Path) -> None:
     runner = CliRunner()
+    tally = {"cases": 0, "no_traceback": 0}
 
-    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+    @settings(max_examples=CLI_CASES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
     @given(argv=argvs(project, tmp_path))
     def check(argv: list[str]) -> None:
@@ -307,6 +315,9 @@ def test_cli_argument_fuzz_never_tracebacks(cli_env: Path, project: Path, tmp_pa
             if arg == "--project-dir" and not _inside(argv[i + 1], tmp_path):
                 argv[i + 1] = str(project)
         result = runner.invoke(cli, argv, catch_exceptions=True)
+        tally["cases"] += 1
+        tally["no_traceback"] += "Traceback" not in result.output and (
+            result.exception is None or isinstance(result.exception, SystemExit))
         assert isinstance(result.exit_code, int)
         event(f"exit {result.exit_code}")  # --hypothesis-show-statistics: how many runs got past parsing
         assert "Traceback" not in result.output, (argv, result.output)
@@ -314,6 +325,7 @@ def test_cli_argument_fuzz_never_tracebacks(cli_env: Path, project: Path, tmp_pa
             (argv, repr(result.exception), result.output)
 
     check()
+    record("fuzz", target="CLI arguments", **tally)
 
 
 @pytest.mark.parametrize("argv", [["remember", "bad \udcff"], ["search", "bad \udcff"], ["forget", "\udcff"],

@@ -171,7 +171,8 @@ def test_the_cache_holds_at_most_max_rows_codes(db: Path) -> None:
 
 
 def test_schema_5_vectors_move_to_memory_vectors(tmp_path: Path) -> None:
-    """m006: floats and codes leave the virtual tables; a vector whose memory is gone is dropped."""
+    """m006: floats and codes leave the virtual tables; a vector whose memory is gone is dropped, and so is
+    a coarse row left without its exact twin (found by the crash campaign's invariant check)."""
     path = tmp_path / "v5.db"
     conn = apsw.Connection(str(path))
     conn.enable_load_extension(True)
@@ -193,6 +194,10 @@ def test_schema_5_vectors_move_to_memory_vectors(tmp_path: Path) -> None:
             args = (pack_vector(v), pack_vector(v)) if table == "memory_bits" else (pack_vector(v),)
             conn.execute(f"INSERT INTO {table}(rowid, project_id, agent, type, user_id, embedding{extra}) "
                          f"VALUES (?, ?, 'main', 'outcome', '', {value})", (rid, PROJECT, *args))
+    # what pulls of earlier versions left: a coarse row alone, of a memory gone
+    conn.execute("INSERT INTO memory_bits(rowid, project_id, agent, type, user_id, embedding, vector) "
+                 "VALUES (4, ?, 'main', 'outcome', '', vec_quantize_binary(?), ?)",
+                 (PROJECT, pack_vector(vecs[0]), pack_vector(vecs[0])))
     conn.close()
     store = SQLiteStore(path)
     try:

@@ -480,6 +480,27 @@ def test_closing_the_latest_task_does_not_revive_a_superseded_one(
     assert store.current_task(scope, "s1") is None
 
 
+def test_a_closed_task_is_never_reopened(store: Store) -> None:
+    """The same prompt handled again (spool replay, engine and hook both) must not detach it from its outcome."""
+    scope = S()
+    task = store.open_task(scope, Task(id="task-1", project_id=A, session_id="s1", description="fix the cart",
+                                       started_at=T0))
+    outcome = store.close_task_with_outcome(scope, task.id, new("outcome", "fixed the cart", id=task.id), T0 + 1)
+    again = store.open_task(scope, Task(id="task-1", project_id=A, session_id="s1", description="fix the cart",
+                                        started_at=T0 + 2))
+    assert again.closed_at == T0 + 1 and again.outcome_id == outcome.id
+    assert store.current_task(scope, "s1") is None
+
+
+def test_close_task_with_outcome_stores_both(store: Store) -> None:
+    scope = S()
+    task = store.open_task(scope, Task(project_id=A, session_id="s1", description="ship it", started_at=T0))
+    outcome = store.close_task_with_outcome(scope, task.id, new("outcome", "shipped", id=task.id), T0 + 1)
+    assert store.get(scope, task.id).id == outcome.id and store.current_task(scope, "s1") is None
+    with pytest.raises(ScopeViolation):  # the writer's scope rules apply to the outcome as to add()
+        store.close_task_with_outcome(scope, task.id, new("outcome", "x", project=B), T0 + 2)
+
+
 def test_injections_latest_version_per_id(store: Store) -> None:
     scope = S()
     store.record_injection(scope, "s1", "SessionStart", [("m1", 1), ("m2", 1)], 50, T0)

@@ -137,3 +137,23 @@ def test_merge_never_imports_another_project_and_skips_what_it_cannot_read(store
     assert (result.other_project, result.invalid, result.applied) == (2, 1, 0)
     assert store.conn.execute("SELECT count(*) FROM memories").fetchone()[0] == 0
     assert replica.state("feed:" + P) == "token-1", "the feed position commits with the page"
+
+
+def _vector_rows(store: SQLiteStore) -> tuple[int, int]:
+    return tuple(store.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[return-value]
+                 for t in ("memory_vectors", "memory_bits"))
+
+
+def test_pulled_replace_and_delete_drop_both_vector_indexes(store):
+    """Found by the crash campaign's invariant check: a pull left the coarse (bits) row of a memory behind."""
+    from dbcheck import problems
+
+    replica = Replica(store)
+    a, b = store.add(SCOPE, fact("first")), store.add(SCOPE, fact("second"))
+    store.set_embeddings("m", [(a.id, [1.0] + [0.0] * 383), (b.id, [0.0, 1.0] + [0.0] * 382)])
+    assert _vector_rows(store) == (2, 2)
+    tomb = RemoteChange(a.id, P, 5, a.updated_at + 1, "zz", deleted=True)
+    assert replica.apply_remote(P, [tomb, remote(b, fact="second, v5", version=5, origin="zz")],
+                                accept_model="m").deleted == 1
+    assert _vector_rows(store) == (0, 0), "the replaced copy waits for its new vector; no coarse row outlives it"
+    assert problems(store.path) == []
