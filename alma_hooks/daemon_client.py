@@ -1,21 +1,22 @@
 """The hook side of the warm engine: find it, ask it, or start it. Stdlib only.
 
 The engine listens on a Unix socket in ``<data dir>/run`` (0700). One request
-per connection: a JSON line in, a JSON line out. A hook never waits for the
+per connection: a JSON line in and one out, or a hook's raw event in and the
+bytes it prints out (``entry._via_engine``). A hook never waits for the
 model to load: no socket, a refused connection or a slow answer all mean
 "answer yourself" (lexical retrieval), and the engine is started for next time.
 """
 
 from __future__ import annotations
 
-import json
+import _socket
 import os
-import socket
 import sys
 import time
 
-# No pathlib or typing here: this module is on every hook's fast path, and those imports cost
-# more than the engine's answer (annotations are strings, see `from __future__ import annotations`).
+# No json, socket, pathlib or typing here: this module is on every hook's fast path, and those
+# imports cost more than the engine's answer (annotations are strings, see `from __future__ import
+# annotations`; _socket is what socket wraps, without its enum and selectors imports).
 SPAWN_GRACE_S = 10.0
 
 
@@ -29,28 +30,44 @@ def socket_path(home: Path) -> Path:
     return run_dir(home) / "engine.sock"
 
 
-def request(home: str | os.PathLike[str], message: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
-    """Send one request to the engine; None when there is no engine or it is too slow."""
+def exchange(home: str | os.PathLike[str], data: bytes, timeout_s: float) -> bytes | None:
+    """Send ``data`` to the engine and read its answer to the end; None when there is no engine or it is too slow.
+
+    One request per connection: the request ends where this side shuts its half of
+    the socket, the answer where the engine closes the connection.
+    """
     path = os.path.join(os.fspath(home), "run", "engine.sock")
     if not os.path.exists(path):
         return None
     deadline = time.monotonic() + timeout_s
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout_s)
-            s.connect(path)
-            s.sendall(json.dumps(message).encode() + b"\n")
-            chunks = []
-            while True:
-                s.settimeout(max(0.001, deadline - time.monotonic()))
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                if chunk.endswith(b"\n"):
-                    break
-        reply = json.loads(b"".join(chunks) or b"null")
-    except (OSError, ValueError):
+        sock.settimeout(timeout_s)
+        sock.connect(path)
+        sock.sendall(data)
+        sock.shutdown(_socket.SHUT_WR)
+        chunks = []
+        while True:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    return b"".join(chunks)
+
+
+def request(home: str | os.PathLike[str], message: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+    """Send one JSON request to the engine; its JSON answer, or None when there is no engine or it is too slow."""
+    import json
+
+    answer = exchange(home, json.dumps(message).encode() + b"\n", timeout_s)
+    try:
+        reply = json.loads(answer or b"null")
+    except ValueError:
         return None
     return reply if isinstance(reply, dict) else None
 

@@ -204,34 +204,12 @@ def _via_engine(raw: bytes, home: str) -> bytes | None:
     NUL, the raw stdin, end of stream. Answer: ``1`` and the output (handled) or
     ``0`` (not handled).
     """
-    import _socket
-    import time
+    from .daemon_client import exchange
 
-    path = os.path.join(home, "run", "engine.sock")
-    if not os.path.exists(path):
-        return None
     timeout = ENGINE_HOOK_TIMEOUTS.get(_event_name(raw), ENGINE_HOOK_TIMEOUT_S)
     env = b"".join(k + b"=" + v + b"\0" for k, v in os.environb.items()
                    if k.startswith(b"ALMA_") or k.decode("ascii", "replace") in FORWARDED_ENV)
-    deadline = time.monotonic() + timeout
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(HOOK_REQUEST + env + b"\0" + raw)
-        sock.shutdown(_socket.SHUT_WR)
-        chunks = []
-        while True:
-            sock.settimeout(max(0.001, deadline - time.monotonic()))
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    except OSError:
-        return None
-    finally:
-        sock.close()
-    reply = b"".join(chunks)
+    reply = exchange(home, HOOK_REQUEST + env + b"\0" + raw, timeout) or b""
     return reply[1:] if reply[:1] == b"1" else None
 
 
