@@ -503,7 +503,7 @@ class SQLiteStore(Store):
         stems = self._stems(words)  # stem -> first word spelling it
         if not stems:
             return ""
-        docs = self._document_counts(list(stems))
+        docs = self._document_counts(stems, LEXICAL_POSTINGS_BUDGET + 1)
         kept, total = [], 0
         for stem in sorted((s for s in stems if docs.get(s)), key=lambda s: docs[s]):
             if kept and total + docs[stem] > LEXICAL_POSTINGS_BUDGET:
@@ -514,7 +514,8 @@ class SQLiteStore(Store):
 
     def _project_share(self, scope: Scope) -> float:
         """About what share of all memories the scope's project and the all-projects rows are."""
-        counts = self._document_counts(list(self._stems(fts_project_tokens(scope))))
+        tokens = self._stems(fts_project_tokens(scope))
+        counts = self._document_counts(tokens, int(PROJECT_FILTER_SHARE * self._rows()) + 1)
         return min(1.0, sum(counts.values()) / self._doc_counts_at) if self._doc_counts_at else 1.0
 
     def _stems(self, words: Sequence[str]) -> dict[str, str]:
@@ -527,23 +528,31 @@ class SQLiteStore(Store):
             stems.setdefault(stem, joined[start:end].decode())
         return stems
 
-    def _document_counts(self, stems: list[str]) -> dict[str, int]:
-        """Rows holding each stem (absent: none), remembered while the table grows by under 10%.
-
-        fts5vocab counts a term's rows by reading its whole doclist (~0.1 ms for a
-        common word at 100k rows), and the counts only rank words against the
-        postings budget, so a long-lived process reuses them. Only counts above
-        zero are kept: a word that was in no row is looked up again, so a memory
-        added since is found by it.
-        """
+    def _rows(self) -> int:
+        """About how many memories there are (the highest rid); starts a new epoch of remembered counts
+        when that grew by 10% or more."""
         top = self.conn.execute("SELECT coalesce(max(rid), 0) FROM memories").fetchone()[0]
         if top > 1.1 * self._doc_counts_at + 100 or len(self._doc_counts) > 100_000:
             self._doc_counts, self._doc_counts_at = {}, top
-        missing = [s for s in stems if s not in self._doc_counts]
-        if missing:
-            self._doc_counts.update(self.conn.execute(
-                f"SELECT term, doc FROM memories_vocab WHERE term IN ({','.join('?' * len(missing))})",
-                tuple(missing)).fetchall())
+        return self._doc_counts_at
+
+    def _document_counts(self, stems: dict[str, str], cap: int) -> dict[str, int]:
+        """Rows holding each stem, up to ``cap`` (absent: none); remembered while the table grows by under 10%.
+
+        ``stems`` maps each stem to a word spelling it, which is what is matched.
+        Counting stops at ``cap``: fts5vocab read a word's whole doclist to count
+        it, all of it from disk in a short-lived process, and only the rare words
+        need an exact count (the budget keeps no word that reaches it). Only
+        counts above zero are kept: a word in no row is looked up again, so a
+        memory added since is found by it.
+        """
+        self._rows()
+        for stem, word in stems.items():
+            if stem not in self._doc_counts:
+                n = self.conn.execute("SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? "
+                                      "LIMIT ?)", (f'"{word}"', int(cap))).fetchone()[0]
+                if n:
+                    self._doc_counts[stem] = n
         return {s: self._doc_counts[s] for s in stems if s in self._doc_counts}
 
     @_translate
