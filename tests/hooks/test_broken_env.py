@@ -34,6 +34,7 @@ from figures import record
 from hooktools import HOOK, assert_fail_open, make_payload, query, spawn_hook
 from test_fail_open import exclusive_lock
 
+from alma_hooks.entry import HOOK_REQUEST
 from alma_hooks.storage.migrations import MIGRATIONS
 
 pytestmark = pytest.mark.fault
@@ -119,7 +120,8 @@ def _missing_model(db: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
 
 
 def _fake_engine(home: Path, stop: threading.Event) -> socket.socket:
-    """The stand-in engine: its model makes 768-dimension vectors; every other request is refused."""
+    """The stand-in engine: its model makes 768-dimension vectors; every other request is refused (a raw
+    hook event is answered "not handled", as the real engine answers one it cannot parse)."""
     run = home / "run"
     run.mkdir(mode=0o700, exist_ok=True)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -140,6 +142,9 @@ def _fake_engine(home: Path, stop: threading.Event) -> socket.socket:
                     if not chunk:
                         break
                     buf += chunk
+                if buf.startswith(HOOK_REQUEST):
+                    conn.sendall(b"0")  # a whole hook event: not handled, the hook does it itself
+                    continue
                 msg = json.loads(buf or b"{}")
                 if msg.get("op") == "ping":
                     reply: dict[str, Any] = {"ok": True, "pid": os.getpid(), "model": "other-model-768"}
