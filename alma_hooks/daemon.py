@@ -143,7 +143,7 @@ class Engine:
         return b"1" + (entry.encode_output(events.handle(ctx)) if ctx is not None else b"")
 
     def background(self, batch: int = EMBED_BATCH) -> int:
-        """Embed pending memories of every open store and reload the KNN codes that changed; returns how
+        """Embed pending memories of every open store, reload the KNN codes that changed and checkpoint; returns how
         many memories it embedded (a reload is not counted: it must not keep an idle engine alive)."""
         done = 0
         for key, store in list(self.stores.items()):
@@ -156,6 +156,7 @@ class Engine:
                     done += store.set_embeddings(self.embedder.model_id,
                                                  [(i, v) for (i, _), v in zip(pending, vecs)])
                 store.refresh_codes()  # here, between requests, rather than in the next search
+                store.checkpoint()  # a warm store leaves checkpoints to this, see SQLiteStore._connect
             except StoreUnavailable as e:  # busy or read-only now: try again on the next round
                 log.info("background embedding skipped %s: %s", store.path, e)
         return done

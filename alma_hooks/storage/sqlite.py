@@ -172,6 +172,10 @@ class SQLiteStore(Store):
                 log.warning("journal_mode is %s, not wal", mode[0])
             for pragma in ("synchronous = NORMAL", f"cache_size = -{self._cache_kib}", "foreign_keys = ON"):
                 conn.execute(f"PRAGMA {pragma}").fetchall()
+            if self.codes is not None:
+                # the engine checkpoints between requests (checkpoint()), not inside the commit of
+                # the one that fills the WAL: 1,000 pages copied and synced to a large DB, mid-prompt
+                conn.execute("PRAGMA wal_autocheckpoint = 0").fetchall()
             self.conn = conn
             self._migrate()
         except BaseException:
@@ -441,6 +445,11 @@ class SQLiteStore(Store):
             "AND agent IN (?, '*') AND user_id IN ('', ?)", _scope_args(scope))}
 
     @_translate
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the DB as far as no reader needs it (never waits for one)."""
+        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    @_translate
     def refresh_codes(self) -> int:
         """Reload the cached code partitions that changed on disk (the engine's idle work); returns how many."""
         if self.codes is None or not self.codes.held():
@@ -503,7 +512,8 @@ class SQLiteStore(Store):
         stems = self._stems(words)  # stem -> first word spelling it
         if not stems:
             return ""
-        docs = self._document_counts(stems, LEXICAL_POSTINGS_BUDGET + 1)
+        # counted up to 10x the budget: enough to tell the rarest of words all over it (it is kept)
+        docs = self._document_counts(stems, 10 * LEXICAL_POSTINGS_BUDGET)
         kept, total = [], 0
         for stem in sorted((s for s in stems if docs.get(s)), key=lambda s: docs[s]):
             if kept and total + docs[stem] > LEXICAL_POSTINGS_BUDGET:
@@ -541,8 +551,8 @@ class SQLiteStore(Store):
 
         ``stems`` maps each stem to a word spelling it, which is what is matched.
         Counting stops at ``cap``: fts5vocab read a word's whole doclist to count
-        it, all of it from disk in a short-lived process, and only the rare words
-        need an exact count (the budget keeps no word that reaches it). Only
+        it, all of it from disk in a short-lived process, while only the rarer
+        words need an exact count (the budget keeps none far above it). Only
         counts above zero are kept: a word in no row is looked up again, so a
         memory added since is found by it.
         """

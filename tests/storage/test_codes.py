@@ -211,3 +211,20 @@ def test_schema_5_vectors_move_to_memory_vectors(tmp_path: Path) -> None:
         assert store.conn.execute("SELECT count(*) FROM memory_bits").fetchone()[0] == 1
     finally:
         store.close()
+
+
+def test_a_warm_store_checkpoints_when_asked_not_inside_a_commit(db: Path) -> None:
+    warm = SQLiteStore(db, warm=True)
+    try:
+        assert warm.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        fill(warm, 600)
+        warm.checkpoint()
+        # every frame was written with no checkpoint in between: past the 1,000 pages at which a
+        # commit would have checkpointed (and the next writer restarted the WAL), all copied now
+        _, frames, copied = warm.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert frames > 1000 and copied == frames
+    finally:
+        warm.close()
+    cold = SQLiteStore(db)
+    assert cold.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    cold.close()
