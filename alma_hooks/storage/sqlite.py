@@ -151,6 +151,7 @@ class SQLiteStore(Store):
         self._tokenizer: Any = None  # FTS5's own tokenizer, for the stems of query words
         self._doc_counts: dict[str, int] = {}  # stem -> rows holding it, see _document_counts
         self._doc_counts_at = 0  # max(rid) when _doc_counts was started: about how many rows there were
+        self._busy_timeout_ms = int(busy_timeout_ms)
         self.conn = self._connect(busy_timeout_ms)
 
     # ------------------------------------------------------------ connection
@@ -544,26 +545,50 @@ class SQLiteStore(Store):
         top = self.conn.execute("SELECT coalesce(max(rid), 0) FROM memories").fetchone()[0]
         if top > 1.1 * self._doc_counts_at + 100 or len(self._doc_counts) > 100_000:
             self._doc_counts, self._doc_counts_at = {}, top
-        return self._doc_counts_at
+        return top
 
     def _document_counts(self, stems: dict[str, str], cap: int) -> dict[str, int]:
-        """Rows holding each stem, up to ``cap`` (absent: none); remembered while the table grows by under 10%.
+        """Rows holding each stem, up to ``cap`` (absent: none); valid while the table grows by under 10%.
 
         ``stems`` maps each stem to a word spelling it, which is what is matched.
         Counting stops at ``cap``: fts5vocab read a word's whole doclist to count
         it, all of it from disk in a short-lived process, while only the rarer
-        words need an exact count (the budget keeps none far above it). Only
-        counts above zero are kept: a word in no row is looked up again, so a
-        memory added since is found by it.
+        words need an exact count (the budget keeps none far above it). Counts
+        are remembered in this process and in ``lexical_counts`` for the next
+        one (a hook lives for one prompt). Only counts above zero are kept: a
+        word in no row is looked up again, so a memory added since is found by it.
         """
-        self._rows()
-        for stem, word in stems.items():
-            if stem not in self._doc_counts:
-                n = self.conn.execute("SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? "
-                                      "LIMIT ?)", (f'"{word}"', int(cap))).fetchone()[0]
-                if n:
-                    self._doc_counts[stem] = n
+        top = self._rows()
+        missing = [s for s in stems if s not in self._doc_counts]
+        if missing:
+            self._doc_counts.update(self.conn.execute(
+                f"SELECT stem, docs FROM lexical_counts WHERE stem IN ({','.join('?' * len(missing))}) "
+                "AND rows_at >= ?", (*missing, (top - 100) / 1.1)).fetchall())
+            counted = []
+            for stem in missing:
+                if stem not in self._doc_counts:
+                    n = self.conn.execute("SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts "
+                                          "MATCH ? LIMIT ?)", (f'"{stems[stem]}"', int(cap))).fetchone()[0]
+                    if n:
+                        self._doc_counts[stem] = n
+                        counted.append((stem, n, top))
+            if counted:
+                self._save_counts(counted)
         return {s: self._doc_counts[s] for s in stems if s in self._doc_counts}
+
+    def _save_counts(self, rows: list[tuple[str, int, int]]) -> None:
+        """Best effort, never waiting: a count another writer keeps out is counted again next time."""
+        if not self.conn.getautocommit():
+            return
+        self.conn.set_busy_timeout(0)
+        try:
+            with self.conn:
+                self.conn.executemany("INSERT OR REPLACE INTO lexical_counts(stem, docs, rows_at) VALUES (?, ?, ?)",
+                                      rows)
+        except apsw.Error as e:  # busy, read-only, disk full: the counts are a cache
+            log.debug("document counts not saved: %s", e)
+        finally:
+            self.conn.set_busy_timeout(self._busy_timeout_ms)
 
     @_translate
     def touch(self, scope: Scope, memory_ids: Sequence[str], when: float) -> None:

@@ -6,6 +6,7 @@ store's ``add`` and embedded through ``set_embeddings`` (``embed_pending``).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import apsw
@@ -234,6 +235,55 @@ def test_common_words_are_dropped_from_big_lexical_queries(store, monkeypatch):
     assert match == '"zebra"'  # 'deploy' and 'service' are in 31 rows each: over the budget
     assert top1(store.lexical(MAIN, "deploy zebra service", 3)) == rare.id
 
+
+
+def test_document_counts_are_kept_for_the_next_process(store, config, monkeypatch):
+    from alma_hooks.storage import sqlite
+
+    for i in range(30):
+        add(store, knowledge(f"deploy note {i}: the service restarts"))
+    rare = add(store, knowledge("deploy the zebra service with helm"))
+    monkeypatch.setattr(sqlite, "LEXICAL_POSTINGS_BUDGET", 5)
+    assert store._match_expression("deploy zebra service walrus") == '"zebra"'
+    saved = dict(store.conn.execute("SELECT stem, docs FROM lexical_counts").fetchall())
+    assert saved == {"deploi": 31, "servic": 31, "zebra": 1}  # FTS5's porter stems; 'walrus' is in no row
+
+    # another process (a hook lives for one prompt) reads them instead of counting: a count
+    # rewritten here is what it goes by
+    store.conn.execute("UPDATE lexical_counts SET docs = 1 WHERE stem = 'deploi'")
+    other = SQLiteStore(config.db_path, ScopePolicy.permissive())
+    try:
+        assert other._match_expression("deploy zebra service") == '"deploy" OR "zebra"'
+    finally:
+        other.close()
+
+    # once the memories grew by 10% (and 100 rows) a saved count is stale and counted again
+    for i in range(110):
+        add(store, knowledge(f"note {i}"))
+    fresh = SQLiteStore(config.db_path, ScopePolicy.permissive())
+    try:
+        assert fresh._match_expression("deploy zebra service") == '"zebra"'
+        assert top1(fresh.lexical(MAIN, "deploy zebra service", 3)) == rare.id
+        assert dict(fresh.conn.execute("SELECT stem, docs FROM lexical_counts").fetchall())["deploi"] == 31
+    finally:
+        fresh.close()
+
+
+def test_document_counts_never_wait_for_another_writer(store, config):
+    add(store, knowledge("deploy the zebra service with helm"))
+    waiting = SQLiteStore(config.db_path, ScopePolicy.permissive(), busy_timeout_ms=20_000)
+    writer = apsw.Connection(str(config.db_path))
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        assert top1(waiting.lexical(MAIN, "zebra", 3))  # searched at once, the counts not saved
+        assert time.monotonic() - started < 10  # (the busy timeout is 20 s)
+        writer.execute("ROLLBACK")
+        assert waiting.conn.execute("SELECT count(*) FROM lexical_counts").fetchone()[0] == 0
+        assert waiting.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 20_000
+    finally:
+        writer.close()
+        waiting.close()
 
 def test_binary_index_finds_exact_neighbours_in_a_large_partition(store, embedder):
     texts = [f"outcome {i}: fixed {w} in module {i % 17}" for i, w in
