@@ -42,6 +42,9 @@ MAX_REQUEST_BYTES = 64 * 1024 * 1024
 SMALL_BATCH = 8
 ACCEPT_TIMEOUT_S = 0.25
 BUSY_WORK_EVERY_S = 0.5
+#: The engine gives up on recording a slice this long before the asking hook's deadline, so a slice
+#: it records as injected is one the hook received.
+LATE_MARGIN_S = 0.05
 
 
 class Engine:
@@ -115,10 +118,14 @@ class Engine:
         if op == "slice":
             payload = msg.get("payload") or {}
             ctx = events.make_context(payload, store_factory=self.store, embed=self.embed,
-                                      env=_hook_env(msg.get("env"), self.home))
+                                      env=_hook_env(msg.get("env"), self.home), deadline=_deadline(msg.get("deadline")))
             if ctx is None:
                 return {"text": ""}
-            return {"text": events.inject_text(ctx, str(msg.get("event")), str(msg.get("query") or ""))}
+            try:
+                return {"text": events.inject_text(ctx, str(msg.get("event")), str(msg.get("query") or ""))}
+            except events.TooLate as e:
+                log.info("slice not recorded: %s", e)
+                return {}
         if op == "stop":
             return {"ok": True, "stopping": True}
         return {"error": f"unknown op {op!r}"}
@@ -139,8 +146,15 @@ class Engine:
         env = _hook_env(sent, self.home)
         if sent.get("CLAUDE_PLUGIN_ROOT") and entry.settings_hooks_present(payload, env):
             return b"1"  # `alma-hooks install` registered the hooks in settings too: let those run
-        ctx = events.make_context(payload, store_factory=self.store, embed=self.embed, env=env)
-        return b"1" + (entry.encode_output(events.handle(ctx)) if ctx is not None else b"")
+        ctx = events.make_context(payload, store_factory=self.store, embed=self.embed, env=env,
+                                  deadline=_deadline(sent.get("HOOK_DEADLINE")))
+        if ctx is None:
+            return b"1"
+        try:
+            return b"1" + entry.encode_output(events.handle(ctx))
+        except events.TooLate as e:  # the hook has stopped waiting and handles the event itself
+            log.info("hook event not recorded as answered: %s", e)
+            return b"0"
 
     def background(self, batch: int = EMBED_BATCH) -> int:
         """Embed pending memories of every open store, reload the KNN codes that changed and checkpoint; returns how
@@ -171,6 +185,14 @@ def _inode(path: Path) -> int | None:
     try:
         return os.stat(path).st_ino
     except OSError:
+        return None
+
+
+def _deadline(value: Any) -> float | None:
+    """A hook's deadline (its ``time.monotonic()``, the same clock here) less :data:`LATE_MARGIN_S`; None if not sent."""
+    try:
+        return float(value) - LATE_MARGIN_S
+    except (TypeError, ValueError):
         return None
 
 

@@ -58,7 +58,10 @@ def _remote(home: Path):  # type: ignore[no-untyped-def]
     autostart = os.environ.get("ALMA_ENGINE_AUTOSTART", "1").strip().lower() not in ("0", "false", "no", "off")
 
     def ask(ctx: Any, event: str, query: str) -> str | None:
-        msg = {"op": "slice", "event": event, "query": query, "payload": ctx.payload, "env": _identity_env()}
+        import time
+
+        msg = {"op": "slice", "event": event, "query": query, "payload": ctx.payload, "env": _identity_env(),
+               "deadline": time.monotonic() + ENGINE_TIMEOUT_S}
         reply = daemon_client.request(home, msg, ENGINE_TIMEOUT_S)
         if reply is None:
             if autostart:
@@ -201,14 +204,20 @@ def _via_engine(raw: bytes, home: str) -> bytes | None:
     idempotent (ids derive from the session, tool call and task), so when the
     engine is too slow and this process does the work itself, nothing is stored
     twice. Request: ``HOOK_REQUEST``, ``NAME=value`` pairs each ended by NUL, a
-    NUL, the raw stdin, end of stream. Answer: ``1`` and the output (handled) or
-    ``0`` (not handled).
+    NUL, the raw stdin, end of stream; the first pair is ``HOOK_DEADLINE``, this
+    process's ``time.monotonic()`` when it stops waiting. Answer: ``1`` and the
+    output (handled) or ``0`` (not handled).
     """
+    import time  # (loaded by daemon_client anyway)
+
     from .daemon_client import exchange
 
     timeout = ENGINE_HOOK_TIMEOUTS.get(_event_name(raw), ENGINE_HOOK_TIMEOUT_S)
-    env = b"".join(k + b"=" + v + b"\0" for k, v in os.environb.items()
-                   if k.startswith(b"ALMA_") or k.decode("ascii", "replace") in FORWARDED_ENV)
+    # the hook's deadline on the clock both processes share: a slice the engine finishes later is not
+    # recorded as injected (this process does the event itself by then)
+    env = b"HOOK_DEADLINE=" + repr(time.monotonic() + timeout).encode() + b"\0"
+    env += b"".join(k + b"=" + v + b"\0" for k, v in os.environb.items()
+                    if k.startswith(b"ALMA_") or k.decode("ascii", "replace") in FORWARDED_ENV)
     reply = exchange(home, HOOK_REQUEST + env + b"\0" + raw, timeout) or b""
     return reply[1:] if reply[:1] == b"1" else None
 

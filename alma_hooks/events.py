@@ -51,6 +51,10 @@ def agent_name(agent_type: Any) -> str:
     return agent_type.strip().rsplit(":", 1)[-1].lower() or MAIN_AGENT
 
 
+class TooLate(Exception):
+    """A slice finished after the hook that asked for it stopped waiting (that hook injected its own)."""
+
+
 @dataclass
 class Context:
     """Everything a handler needs, resolved once per event."""
@@ -62,10 +66,15 @@ class Context:
     session_id: str
     embed: EmbedFn | None = None
     remote: RemoteFn | None = None
+    #: ``time.monotonic()`` after which the hook that sent the event to the engine stops waiting: a
+    #: slice finished later is not recorded as injected (:class:`TooLate`), or its items would be
+    #: kept out of the rest of the session without the agent ever having seen them.
+    deadline: float | None = None
 
     def for_agent(self, agent: str) -> Context:
         scope = Scope(self.scope.project_id, agent, self.scope.user_id)
-        return Context(self.payload, self.config, self.store, scope, self.session_id, self.embed, self.remote)
+        return Context(self.payload, self.config, self.store, scope, self.session_id, self.embed, self.remote,
+                       self.deadline)
 
 
 def _inject(event: str, text: str) -> dict[str, Any] | None:
@@ -86,6 +95,9 @@ def _single(embed: EmbedFn | None) -> Callable[[str], Sequence[float] | None] | 
 def _record(ctx: Context, event: str, sl: MemorySlice) -> None:
     if not sl:
         return
+    late = time.monotonic() - ctx.deadline if ctx.deadline is not None else 0.0
+    if late > 0:
+        raise TooLate(f"{event} slice ready {late:.2f} s after the hook stopped waiting")
     items = [(i.memory.id, i.memory.version) for i in sl.items]
     ctx.store.record_injection(ctx.scope, ctx.session_id, event, items, sl.tokens, time.time())
     ctx.store.touch(ctx.scope, [i for i, _ in items], time.time())
@@ -288,7 +300,7 @@ def _housekeeping(ctx: Context) -> None:
 
 def make_context(payload: dict[str, Any], *, store_factory: Callable[[Config], Store],
                  embed: EmbedFn | None = None, remote: RemoteFn | None = None,
-                 env: dict[str, str] | None = None) -> Context | None:
+                 env: dict[str, str] | None = None, deadline: float | None = None) -> Context | None:
     """Resolve config, scope and store for a payload; None when alma-hooks is disabled here."""
     cwd = payload.get("cwd")
     config = load_config(Path(cwd) if isinstance(cwd, str) and cwd else None, env)
@@ -297,7 +309,7 @@ def make_context(payload: dict[str, Any], *, store_factory: Callable[[Config], S
     agent = agent_name(payload.get("agent_type"))
     scope = Scope(config.project_id, agent, config.user_id)
     session = str(payload.get("session_id") or "")
-    return Context(payload, config, store_factory(config), scope, session, embed, remote)
+    return Context(payload, config, store_factory(config), scope, session, embed, remote, deadline)
 
 
 def handle(ctx: Context) -> dict[str, Any] | None:

@@ -16,7 +16,8 @@ import pytest
 from hooktools import USER_ID, assert_fail_open, make_payload, percentiles, pid_alive, wait_until
 
 from alma_hooks import daemon
-from alma_hooks.daemon_client import request, run_dir, socket_path
+from alma_hooks.daemon_client import exchange, request, run_dir, socket_path
+from alma_hooks.entry import HOOK_REQUEST
 from alma_hooks.storage.sqlite import SQLiteStore
 from alma_hooks.types import DomainKnowledge, Preference
 
@@ -133,6 +134,35 @@ def test_engine_lifecycle_with_the_real_model(alma_home, run_hook, store, scope,
     assert not sock.exists()
     assert not _wait_gone(info["pid"], EXIT_S)
     assert daemon.status(alma_home) is None
+
+
+def test_a_slice_the_hook_stopped_waiting_for_is_not_recorded_as_injected(alma_home, store, scope, config,
+                                                                           engine_pids):
+    """A hook gives the engine 0.5 s, then injects its own slice: the engine's, finished later, must not count
+    as injected (its items would be kept out of the rest of the session, never seen)."""
+    main = scope("main")
+    store.add(main, Preference(project_id=main.project_id, user_id=USER_ID, preference="Always use pnpm, never npm"))
+    info = daemon.start(alma_home, wait_s=START_S)
+    assert info and info["ok"]
+    engine_pids.append(info["pid"])
+
+    def hook_event(session: str, deadline: float) -> bytes | None:
+        payload = make_payload("UserPromptSubmit", config.project_root, {"prompt": "npm install the deps"}, session)
+        env = f"HOOK_DEADLINE={deadline!r}\0ALMA_USER_ID={USER_ID}\0".encode()
+        return exchange(alma_home, HOOK_REQUEST + env + b"\0" + json.dumps(payload).encode(), 30)
+
+    assert hook_event("late", time.monotonic() - 1) == b"0"  # not handled: the hook does it itself
+    assert store.injected(main, "late") == {}
+    answer = hook_event("in-time", time.monotonic() + 30) or b""
+    assert answer[:1] == b"1" and "pnpm" in json.loads(answer[1:])["hookSpecificOutput"]["additionalContext"]
+    assert len(store.injected(main, "in-time")) == 1
+    # a slice asked for by a hook that handles the event itself, the same
+    for session, deadline, text in (("late-slice", time.monotonic() - 1, None), ("slice", None, "pnpm")):
+        payload = make_payload("UserPromptSubmit", config.project_root, {"prompt": "npm install"}, session)
+        reply = request(alma_home, {"op": "slice", "event": "UserPromptSubmit", "query": "npm install",
+                                    "payload": payload, "env": {"ALMA_USER_ID": USER_ID}, "deadline": deadline}, 30)
+        assert (text in reply["text"]) if text else reply == {}, reply
+        assert len(store.injected(main, session)) == (1 if text else 0)
 
 
 def test_engine_follows_a_quarantined_db_to_the_fresh_one(alma_home, run_hook, config, scope, engine_pids):
