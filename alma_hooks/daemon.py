@@ -121,11 +121,7 @@ class Engine:
                                       env=_hook_env(msg.get("env"), self.home), deadline=_deadline(msg.get("deadline")))
             if ctx is None:
                 return {"text": ""}
-            try:
-                return {"text": events.inject_text(ctx, str(msg.get("event")), str(msg.get("query") or ""))}
-            except events.TooLate as e:
-                log.info("slice not recorded: %s", e)
-                return {}
+            return {"text": events.inject_text(ctx, str(msg.get("event")), str(msg.get("query") or ""))}
         if op == "stop":
             return {"ok": True, "stopping": True}
         return {"error": f"unknown op {op!r}"}
@@ -148,13 +144,7 @@ class Engine:
             return b"1"  # `alma-hooks install` registered the hooks in settings too: let those run
         ctx = events.make_context(payload, store_factory=self.store, embed=self.embed, env=env,
                                   deadline=_deadline(sent.get("HOOK_DEADLINE")))
-        if ctx is None:
-            return b"1"
-        try:
-            return b"1" + entry.encode_output(events.handle(ctx))
-        except events.TooLate as e:  # the hook has stopped waiting and handles the event itself
-            log.info("hook event not recorded as answered: %s", e)
-            return b"0"
+        return b"1" + (entry.encode_output(events.handle(ctx)) if ctx is not None else b"")
 
     def background(self, batch: int = EMBED_BATCH) -> int:
         """Embed pending memories of every open store, reload the KNN codes that changed and checkpoint; returns how
@@ -330,9 +320,13 @@ def _serve_one(engine: Engine, conn: socket.socket) -> dict[str, Any]:
             reply = engine.handle(msg if isinstance(msg, dict) else {})
             out = json.dumps(reply).encode() + b"\n"
     except Exception as e:  # noqa: BLE001 - one bad request must not end the engine
-        log.warning("engine request failed: %s: %s", type(e).__name__, e, exc_info=True)
         raw = b"".join(chunks[:1]).startswith(entry.HOOK_REQUEST)
-        reply = {} if raw else {"error": type(e).__name__}
+        if isinstance(e, events.TooLate):  # the asking hook stopped waiting and handles the event itself
+            log.info("answer not recorded: %s", e)
+            reply = {}
+        else:
+            log.warning("engine request failed: %s: %s", type(e).__name__, e, exc_info=True)
+            reply = {} if raw else {"error": type(e).__name__}
         out = b"0" if raw else json.dumps(reply).encode() + b"\n"
     try:
         conn.sendall(out)

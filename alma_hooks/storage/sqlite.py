@@ -152,11 +152,11 @@ class SQLiteStore(Store):
         self._doc_counts: dict[str, int] = {}  # stem -> rows holding it, see _document_counts
         self._doc_counts_at = 0  # max(rid) when _doc_counts was started: about how many rows there were
         self._busy_timeout_ms = int(busy_timeout_ms)
-        self.conn = self._connect(busy_timeout_ms)
+        self.conn = self._connect()
 
     # ------------------------------------------------------------ connection
     @_translate
-    def _connect(self, busy_timeout_ms: int) -> apsw.Connection:
+    def _connect(self) -> apsw.Connection:
         if str(self.path) != ":memory:":
             ensure_private_dir(self.path.parent)
             if not self.path.exists():
@@ -164,7 +164,7 @@ class SQLiteStore(Store):
                 os.close(fd)
         conn = apsw.Connection(str(self.path))
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             conn.enable_load_extension(True)
             conn.load_extension(vec_extension_path())
             conn.enable_load_extension(False)
@@ -543,7 +543,7 @@ class SQLiteStore(Store):
         """About how many memories there are (the highest rid); starts a new epoch of remembered counts
         when that grew by 10% or more."""
         top = self.conn.execute("SELECT coalesce(max(rid), 0) FROM memories").fetchone()[0]
-        if top > 1.1 * self._doc_counts_at + 100 or len(self._doc_counts) > 100_000:
+        if self._doc_counts_at < _counted_since(top) or len(self._doc_counts) > 100_000:
             self._doc_counts, self._doc_counts_at = {}, top
         return top
 
@@ -563,7 +563,7 @@ class SQLiteStore(Store):
         if missing:
             self._doc_counts.update(self.conn.execute(
                 f"SELECT stem, docs FROM lexical_counts WHERE stem IN ({','.join('?' * len(missing))}) "
-                "AND rows_at >= ?", (*missing, (top - 100) / 1.1)).fetchall())
+                "AND rows_at >= ?", (*missing, _counted_since(top))).fetchall())
             counted = []
             for stem in missing:
                 if stem not in self._doc_counts:
@@ -895,6 +895,11 @@ class SQLiteStore(Store):
 
 
 _FTS_STRIP = str.maketrans({c: " " for c in '"*^:(){}[]+-~,.;!?/\\\'`<>=|&#@$%'})
+
+
+def _counted_since(rows: int) -> float:
+    """The fewest rows a document count still holds for, with ``rows`` now: the table grew by under 10% (and 100)."""
+    return (rows - 100) / 1.1
 
 
 def fts_words(text: str, max_terms: int = 64) -> list[str]:
